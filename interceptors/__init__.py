@@ -1,0 +1,12 @@
+"""gRPC client interceptors that plug resilientrpc's engine into a channel.
+
+The first interceptor listed is outermost, as in ``grpc.intercept_channel``. The
+balancing step is the terminal-most one inside a :class:`resilientrpc.ResilientChannel`.
+"""
+
+from __future__ import annotations
+
+from interceptors.balancing import BalancingInterceptor
+from interceptors.details import AttemptDetails, CallDetails
+
+__all__ = ["AttemptDetails", "BalancingInterceptor", "CallDetails"]

@@ -1,0 +1,110 @@
+"""The balancing step: the last interceptor, which picks an endpoint per attempt and sends.
+
+It asks the router for an endpoint (which may wait, per gRPC's ``wait_for_ready``
+semantics), hands the attempt to its continuation - the endpoint transport - with the
+chosen endpoint in the call details, and reports the attempt's outcome (status, latency,
+server load) to the pick's ``done`` once the attempt finishes, however it finishes:
+returned, failed, cancelled or abandoned (the report rides on the call's done callback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from interceptors.details import AttemptDetails
+from resilientrpc.endpoint import Outcome
+from resilientrpc.load_report import parse_load_report
+from resilientrpc.picker import PickResult
+from resilientrpc.router import SyncRouter
+
+__all__ = ["BalancingInterceptor", "outcome_of"]
+
+_OK = grpc.StatusCode.OK
+_CANCELLED = grpc.StatusCode.CANCELLED
+
+
+def outcome_of(call: Any, latency: float, with_load: bool) -> Outcome:
+    """The :class:`Outcome` of a finished call (a grpc.Call)."""
+    code = call.code()
+    load = parse_load_report(call.trailing_metadata()) if with_load else None
+    if code is _OK:
+        return Outcome(code, latency, load)
+    return Outcome(code, latency, load, f"{code.name}: {call.details()}")
+
+
+class BalancingInterceptor(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+):
+    """Terminal-most interceptor of a :class:`resilientrpc.ResilientChannel`."""
+
+    def __init__(
+        self, router: SyncRouter, *, with_load: bool, clock: Callable[[], float]
+    ) -> None:
+        self._router = router
+        self._with_load = with_load
+        self._clock = clock
+
+    def _attempt(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        routed = self._router.pick(details.metadata, bool(details.wait_for_ready), details.timeout)
+        if isinstance(routed, grpc.RpcError):
+            return routed
+        pick, timeout = routed
+        attempt = AttemptDetails(
+            details.method,
+            timeout,
+            details.metadata,
+            details.credentials,
+            details.wait_for_ready,
+            details.compression,
+            pick.endpoint,
+        )
+        try:
+            call = continuation(attempt, request)
+        except BaseException:
+            pick.done(Outcome(grpc.StatusCode.UNKNOWN, self._clock() - pick.start))
+            raise
+        call.add_done_callback(self._reporter(pick))
+        return call
+
+    def _reporter(self, pick: PickResult) -> Callable[[Any], None]:
+        clock = self._clock
+        with_load = self._with_load
+
+        def report(call: Any) -> None:
+            pick.done(outcome_of(call, clock() - pick.start, with_load))
+
+        return report
+
+    def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return self._attempt(continuation, client_call_details, request)
+
+    def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return self._attempt(continuation, client_call_details, request)
+
+    def intercept_stream_unary(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        client_call_details: Any,
+        request_iterator: Iterator[Any],
+    ) -> Any:
+        return self._attempt(continuation, client_call_details, request_iterator)
+
+    def intercept_stream_stream(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        client_call_details: Any,
+        request_iterator: Iterator[Any],
+    ) -> Any:
+        return self._attempt(continuation, client_call_details, request_iterator)

@@ -1,0 +1,248 @@
+"""Call objects the synchronous channel hands back, keeping grpc's full interfaces.
+
+* :class:`LocalRpcError` - a call that failed before reaching any backend (no endpoint,
+  deadline spent waiting, channel closed): a ``grpc.RpcError`` that is also a
+  ``grpc.Call`` and ``grpc.Future``, and raises itself when iterated, like grpc's own.
+* :class:`UnaryOutcome` - a finished unary call: response plus the underlying call.
+* :class:`ResponseFuture` / :class:`ResponseStream` - wrap a backend call whose messages
+  are raw bytes, deserializing them for the caller while delegating everything else.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+__all__ = [
+    "Deserializer",
+    "LocalRpcError",
+    "ResponseFuture",
+    "ResponseStream",
+    "UnaryOutcome",
+    "deserialize_or_raise",
+]
+
+Deserializer = Callable[[bytes], Any] | None
+DoneCallback = Callable[[Any], None]
+
+
+def deserialize_or_raise(deserializer: Deserializer, payload: Any) -> Any:
+    """The response message for ``payload``; INTERNAL if it does not deserialize."""
+    if deserializer is None:
+        return payload
+    try:
+        return deserializer(payload)
+    except Exception as error:
+        raise LocalRpcError(
+            grpc.StatusCode.INTERNAL, f"Exception deserializing response: {error!r}"
+        ) from error
+
+
+class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
+    """A terminated call decided on the client: status, details, nothing from a server."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        details: str,
+        trailing_metadata: tuple[tuple[str, str | bytes], ...] = (),
+    ) -> None:
+        super().__init__(details)
+        self._code = code
+        self._details = details
+        self._trailing_metadata = trailing_metadata
+
+    def __repr__(self) -> str:
+        return f"<LocalRpcError {self._code.name}: {self._details!r}>"
+
+    def __str__(self) -> str:
+        return repr(self)
+
+    # grpc.Call / grpc.RpcContext
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._details
+
+    def initial_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return ()
+
+    def trailing_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
+        return self._trailing_metadata
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return False
+
+    # grpc.Future
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise self
+
+    def exception(self, timeout: float | None = None) -> LocalRpcError:
+        return self
+
+    def traceback(self, timeout: float | None = None) -> TracebackType | None:
+        return self.__traceback__
+
+    def add_done_callback(self, fn: DoneCallback) -> None:
+        fn(self)
+
+    # as a failed response stream
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        raise self
+
+    def next(self) -> Any:
+        raise self
+
+
+class _Delegating(grpc.Call, grpc.Future):  # type: ignore[misc]
+    """Forwards grpc.Call and grpc.Future methods to the backend call it wraps."""
+
+    __slots__ = ("_call",)
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def code(self) -> grpc.StatusCode:
+        return self._call.code()  # type: ignore[no-any-return]
+
+    def details(self) -> str:
+        return self._call.details()  # type: ignore[no-any-return]
+
+    def initial_metadata(self) -> Any:
+        return self._call.initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._call.trailing_metadata()
+
+    def is_active(self) -> bool:
+        return self._call.is_active()  # type: ignore[no-any-return]
+
+    def time_remaining(self) -> float | None:
+        return self._call.time_remaining()  # type: ignore[no-any-return]
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return self._call.add_callback(callback)  # type: ignore[no-any-return]
+
+    def cancel(self) -> bool:
+        return self._call.cancel()  # type: ignore[no-any-return]
+
+    def cancelled(self) -> bool:
+        return self._call.cancelled()  # type: ignore[no-any-return]
+
+    def running(self) -> bool:
+        return self._call.running()  # type: ignore[no-any-return]
+
+    def done(self) -> bool:
+        return self._call.done()  # type: ignore[no-any-return]
+
+    def exception(self, timeout: float | None = None) -> Any:
+        return self._call.exception(timeout)
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        return self._call.traceback(timeout)
+
+    def add_done_callback(self, fn: DoneCallback) -> None:
+        self._call.add_done_callback(lambda _inner: fn(self))
+
+
+class UnaryOutcome(_Delegating):
+    """A unary call that completed: its response and its call (the interceptor contract)."""
+
+    __slots__ = ("_response",)
+
+    def __init__(self, response: Any, call: Any) -> None:
+        super().__init__(call)
+        self._response = response
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def running(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._response
+
+    def exception(self, timeout: float | None = None) -> None:
+        return None
+
+    def traceback(self, timeout: float | None = None) -> None:
+        return None
+
+    def add_done_callback(self, fn: DoneCallback) -> None:
+        fn(self)
+
+
+class ResponseFuture(_Delegating):
+    """A pending unary response whose bytes are deserialized on ``result()``."""
+
+    __slots__ = ("_deserializer",)
+
+    def __init__(self, call: Any, deserializer: Deserializer) -> None:
+        super().__init__(call)
+        self._deserializer = deserializer
+
+    def result(self, timeout: float | None = None) -> Any:
+        return deserialize_or_raise(self._deserializer, self._call.result(timeout))
+
+
+class ResponseStream(_Delegating):
+    """A response stream whose messages are deserialized as they are read."""
+
+    __slots__ = ("_deserializer",)
+
+    def __init__(self, call: Any, deserializer: Deserializer) -> None:
+        super().__init__(call)
+        self._deserializer = deserializer
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return deserialize_or_raise(self._deserializer, next(self._call))
+
+    def next(self) -> Any:
+        return self.__next__()
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._call.result(timeout)
+
+

@@ -1,0 +1,499 @@
+"""The synchronous :class:`ResilientChannel`: a ``grpc.Channel`` over many backends.
+
+Each call is serialized once, passed down the interceptor chain (the balancing step last),
+and sent on the chosen endpoint's own grpc channel as bytes; responses are deserialized
+for the caller. Background work runs as asyncio tasks on one loop thread per channel.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from interceptors.balancing import BalancingInterceptor
+from interceptors.details import AttemptDetails, CallDetails
+from resilientrpc._calls import (
+    Deserializer,
+    ResponseFuture,
+    ResponseStream,
+    UnaryOutcome,
+    deserialize_or_raise,
+)
+from resilientrpc._loop import LoopThread
+from resilientrpc.balancer import Balancer
+from resilientrpc.config import MethodConfig, ServiceConfig, parse_service_config
+from resilientrpc.endpoint import Endpoint, EndpointStatus
+from resilientrpc.options import ChannelOptions, control_options
+from resilientrpc.picker import Picker
+from resilientrpc.router import SyncRouter
+from resilientrpc.strategies import build_strategy
+from resilientrpc.supervisor import Supervisor
+from resilientrpc.targets import parse_targets
+
+__all__ = ["ResilientChannel"]
+
+_log = logging.getLogger(__name__)
+_channel_ids = itertools.count(1)
+
+Serializer = Callable[[Any], bytes] | None
+Metadata = Sequence[tuple[str, str | bytes]] | None
+
+
+class _EndpointTransport:
+    """One backend's grpc channel, with its multicallables cached per method."""
+
+    __slots__ = ("channel", "_uu", "_us", "_su", "_ss")
+
+    def __init__(self, channel: grpc.Channel) -> None:
+        self.channel = channel
+        self._uu: dict[str, Any] = {}
+        self._us: dict[str, Any] = {}
+        self._su: dict[str, Any] = {}
+        self._ss: dict[str, Any] = {}
+
+    def unary_unary(self, method: str) -> Any:
+        callable_ = self._uu.get(method)
+        if callable_ is None:
+            callable_ = self._uu[method] = self.channel.unary_unary(method, _registered_method=True)
+        return callable_
+
+    def unary_stream(self, method: str) -> Any:
+        callable_ = self._us.get(method)
+        if callable_ is None:
+            callable_ = self._us[method] = self.channel.unary_stream(method, _registered_method=True)
+        return callable_
+
+    def stream_unary(self, method: str) -> Any:
+        callable_ = self._su.get(method)
+        if callable_ is None:
+            callable_ = self._su[method] = self.channel.stream_unary(method, _registered_method=True)
+        return callable_
+
+    def stream_stream(self, method: str) -> Any:
+        callable_ = self._ss.get(method)
+        if callable_ is None:
+            callable_ = self._ss[method] = self.channel.stream_stream(
+                method, _registered_method=True
+            )
+        return callable_
+
+
+def _kwargs(details: AttemptDetails) -> dict[str, Any]:
+    return {
+        "timeout": details.timeout,
+        "metadata": details.metadata,
+        "credentials": details.credentials,
+        "wait_for_ready": details.wait_for_ready,
+        "compression": details.compression,
+    }
+
+
+# The bottom of the chain: send one attempt on the endpoint the balancing step chose.
+def _send_unary_blocking(details: AttemptDetails, payload: Any) -> Any:
+    callable_ = details.endpoint.transport.unary_unary(details.method)
+    try:
+        response, call = callable_.with_call(payload, **_kwargs(details))
+    except grpc.RpcError as error:
+        return error
+    return UnaryOutcome(response, call)
+
+
+def _send_unary_future(details: AttemptDetails, payload: Any) -> Any:
+    return details.endpoint.transport.unary_unary(details.method).future(payload, **_kwargs(details))
+
+
+def _send_unary_stream(details: AttemptDetails, payload: Any) -> Any:
+    return details.endpoint.transport.unary_stream(details.method)(payload, **_kwargs(details))
+
+
+def _send_stream_blocking(details: AttemptDetails, payloads: Iterator[Any]) -> Any:
+    callable_ = details.endpoint.transport.stream_unary(details.method)
+    try:
+        response, call = callable_.with_call(payloads, **_kwargs(details))
+    except grpc.RpcError as error:
+        return error
+    return UnaryOutcome(response, call)
+
+
+def _send_stream_future(details: AttemptDetails, payloads: Iterator[Any]) -> Any:
+    return details.endpoint.transport.stream_unary(details.method).future(
+        payloads, **_kwargs(details)
+    )
+
+
+def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any:
+    return details.endpoint.transport.stream_stream(details.method)(payloads, **_kwargs(details))
+
+
+Invoke = Callable[[CallDetails, Any], Any]
+
+
+def _chain(interceptors: Sequence[Any], hook: str, terminal: Invoke) -> Invoke:
+    """``terminal`` wrapped by ``interceptors`` (first listed is outermost), grpc's contract."""
+    invoke = terminal
+    for interceptor in reversed(interceptors):
+        invoke = functools.partial(getattr(interceptor, hook), invoke)
+    return invoke
+
+
+class _MethodCall:
+    """What every multicallable of one method shares: serialization and call defaults."""
+
+    __slots__ = ("_deserializer", "_method", "_serializer", "_timeout", "_wait_for_ready")
+
+    def __init__(
+        self,
+        method: str,
+        serializer: Serializer,
+        deserializer: Deserializer,
+        method_config: MethodConfig | None,
+    ) -> None:
+        self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
+        self._timeout = method_config.timeout if method_config is not None else None
+        self._wait_for_ready = method_config.wait_for_ready if method_config is not None else None
+
+    def _details(
+        self,
+        timeout: float | None,
+        metadata: Metadata,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> CallDetails:
+        limit = self._timeout
+        if limit is not None and (timeout is None or timeout > limit):
+            timeout = limit
+        if wait_for_ready is None:
+            wait_for_ready = self._wait_for_ready
+        return CallDetails(self._method, timeout, metadata, credentials, wait_for_ready, compression)
+
+    def _serialize(self, request: Any) -> Any:
+        return request if self._serializer is None else self._serializer(request)
+
+    def _serialize_all(self, requests: Iterator[Any]) -> Iterator[Any]:
+        serializer = self._serializer
+        return requests if serializer is None else map(serializer, requests)
+
+
+class _UnaryUnary(_MethodCall, grpc.UnaryUnaryMultiCallable):  # type: ignore[misc]
+    __slots__ = ("_blocking", "_future")
+
+    def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
+        super().__init__(method, ser, de, channel.config.method_config(method))
+        self._blocking = channel._chain("intercept_unary_unary", _send_unary_blocking)
+        self._future = channel._chain("intercept_unary_unary", _send_unary_future)
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        outcome = self._blocking(details, self._serialize(request))
+        return deserialize_or_raise(self._deserializer, outcome.result())
+
+    def with_call(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> tuple[Any, grpc.Call]:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        outcome = self._blocking(details, self._serialize(request))
+        return deserialize_or_raise(self._deserializer, outcome.result()), outcome
+
+    def future(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        return ResponseFuture(self._future(details, self._serialize(request)), self._deserializer)
+
+
+class _UnaryStream(_MethodCall, grpc.UnaryStreamMultiCallable):  # type: ignore[misc]
+    __slots__ = ("_invoke",)
+
+    def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
+        super().__init__(method, ser, de, channel.config.method_config(method))
+        self._invoke = channel._chain("intercept_unary_stream", _send_unary_stream)
+
+    def __call__(
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        return ResponseStream(self._invoke(details, self._serialize(request)), self._deserializer)
+
+
+class _StreamUnary(_MethodCall, grpc.StreamUnaryMultiCallable):  # type: ignore[misc]
+    __slots__ = ("_blocking", "_future")
+
+    def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
+        super().__init__(method, ser, de, channel.config.method_config(method))
+        self._blocking = channel._chain("intercept_stream_unary", _send_stream_blocking)
+        self._future = channel._chain("intercept_stream_unary", _send_stream_future)
+
+    def __call__(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        return self.with_call(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )[0]
+
+    def with_call(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> tuple[Any, grpc.Call]:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        outcome = self._blocking(details, self._serialize_all(request_iterator))
+        return deserialize_or_raise(self._deserializer, outcome.result()), outcome
+
+    def future(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        call = self._future(details, self._serialize_all(request_iterator))
+        return ResponseFuture(call, self._deserializer)
+
+
+class _StreamStream(_MethodCall, grpc.StreamStreamMultiCallable):  # type: ignore[misc]
+    __slots__ = ("_invoke",)
+
+    def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
+        super().__init__(method, ser, de, channel.config.method_config(method))
+        self._invoke = channel._chain("intercept_stream_stream", _send_stream_stream)
+
+    def __call__(
+        self,
+        request_iterator: Iterator[Any],
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> Any:
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        call = self._invoke(details, self._serialize_all(request_iterator))
+        return ResponseStream(call, self._deserializer)
+
+
+class ResilientChannel(grpc.Channel):  # type: ignore[misc]
+    """A ``grpc.Channel`` that spreads every call over many backends.
+
+    >>> with ResilientChannel(["127.0.0.1:50051", "127.0.0.1:50052"]) as channel:  # doctest: +SKIP
+    ...     reply = EchoStub(channel).Echo(EchoRequest(message="hi"), timeout=1.0)
+
+    ``targets`` is a list of ``"host:port"`` strings or one target URI (``static:///``,
+    ``ipv4:``, ``ipv6:``, ``dns:///``); ``config`` a gRPC service config (dict, JSON text
+    or path). ``credentials`` (TLS) and ``options`` apply to every backend connection.
+    Everything is validated before anything starts; a bad value raises
+    :class:`resilientrpc.ConfigError` naming the field.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str] | str,
+        *,
+        config: Any = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Validate everything first: nothing starts on bad input.
+        self.config: ServiceConfig = parse_service_config(config)
+        target = parse_targets(targets)
+        self._options = ChannelOptions.build(options, credentials)
+        self._clock = clock
+        strategy = build_strategy(self.config.load_balancing, clock=clock)
+        self._balancer = Balancer(strategy, clock=clock)
+        self._router = SyncRouter(self._balancer, clock=clock)
+        self._interceptors: list[Any] = [
+            BalancingInterceptor(self._router, with_load=strategy.uses_load_reports, clock=clock)
+        ]
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._subscribers: dict[Callable[[grpc.ChannelConnectivity], None], Any] = {}
+        self._subscribers_lock = threading.Lock()
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._balancer.add_listener(self._deliver_connectivity)
+        self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
+        self._supervisor = Supervisor(
+            self._balancer, target, connect=self._connect, disconnect=self._disconnect
+        )
+        try:
+            self._loop.run(self._start())
+        except BaseException:
+            self._loop.stop()
+            raise
+
+    async def _start(self) -> None:
+        self._supervisor.start()
+
+    # -- endpoint connections (run on the loop thread) ---------------------------------
+    def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
+        endpoint.transport = _EndpointTransport(self._options.sync_channel(endpoint.address))
+        return self._options.aio_channel(endpoint.address, control_options())
+
+    async def _disconnect(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
+        await control.close()
+        transport = endpoint.transport
+        if transport is not None:
+            transport.channel.close()
+
+    # -- the interceptor chain -----------------------------------------------------------
+    def _chain(self, hook: str, terminal: Invoke) -> Invoke:
+        return _chain(self._interceptors, hook, terminal)
+
+    # -- grpc.Channel --------------------------------------------------------------------
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.UnaryUnaryMultiCallable:
+        return _UnaryUnary(self, method, request_serializer, response_deserializer)
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.UnaryStreamMultiCallable:
+        return _UnaryStream(self, method, request_serializer, response_deserializer)
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.StreamUnaryMultiCallable:
+        return _StreamUnary(self, method, request_serializer, response_deserializer)
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.StreamStreamMultiCallable:
+        return _StreamStream(self, method, request_serializer, response_deserializer)
+
+    def subscribe(
+        self, callback: Callable[[grpc.ChannelConnectivity], None], try_to_connect: bool = False
+    ) -> None:
+        """Call ``callback`` with the channel's state now and on every change.
+
+        READY while at least one endpoint can take traffic, so
+        ``grpc.channel_ready_future(channel)`` works. Callbacks run on the channel's
+        background thread, never under a lock.
+        """
+        with self._subscribers_lock:
+            self._subscribers[callback] = None
+        if not self._closed:
+            self._loop.call(self._deliver_to, callback, self._balancer.picker)
+
+    def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
+        with self._subscribers_lock:
+            self._subscribers.pop(callback, None)
+
+    def _deliver_to(self, callback: Callable[[grpc.ChannelConnectivity], None], picker: Picker) -> None:
+        with self._subscribers_lock:
+            if callback not in self._subscribers or self._subscribers[callback] is picker.state:
+                return
+            self._subscribers[callback] = picker.state
+        try:
+            callback(picker.state)
+        except Exception:
+            _log.exception("connectivity callback %r failed", callback)
+
+    def _deliver_connectivity(self, picker: Picker) -> None:
+        with self._subscribers_lock:
+            callbacks = list(self._subscribers)
+        for callback in callbacks:
+            self._deliver_to(callback, picker)
+
+    # -- status and lifetime ------------------------------------------------------------
+    def endpoints(self) -> list[EndpointStatus]:
+        """A snapshot of every endpoint's status."""
+        return self._balancer.statuses()
+
+    def get_state(self) -> grpc.ChannelConnectivity:
+        """The channel's aggregate connectivity state now."""
+        return self._balancer.picker.state
+
+    def close(self) -> None:
+        """Stop all background work, close every connection; idempotent.
+
+        Calls still waiting for an endpoint end with CANCELLED; calls in flight are
+        cancelled by their backend channels closing.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self._loop.run(self._supervisor.aclose(), timeout=30)
+        finally:
+            self._loop.stop()
+        with self._subscribers_lock:
+            self._subscribers.clear()
+
+    def __enter__(self) -> ResilientChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        addresses = [e.address for e in self._balancer.endpoints]
+        return f"<ResilientChannel {self._balancer.strategy.name} {addresses}>"

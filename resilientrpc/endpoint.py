@@ -1,0 +1,203 @@
+"""One backend address: its live counters, what calls taught us about it, and its status.
+
+The balancer is the only writer of an endpoint's *state* (connectivity, weight). The
+data path touches only the counters, through :meth:`Endpoint.begin` when a pick hands
+the endpoint an attempt and :meth:`Endpoint.record` when that attempt's ``done``
+reports its :class:`Outcome`. Both hold the endpoint's own small lock for a few
+arithmetic operations and never across I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from resilientrpc.load_report import LoadReport
+
+__all__ = [
+    "DEFAULT_DECAY",
+    "UNSAMPLED_PENALTY",
+    "Connectivity",
+    "Endpoint",
+    "EndpointStatus",
+    "Outcome",
+]
+
+Connectivity = grpc.ChannelConnectivity
+
+#: Seconds over which a latency observation loses ~63 % of its weight (peak-EWMA).
+DEFAULT_DECAY = 10.0
+#: Cost of an endpoint that has calls in flight but no latency sample yet (seconds);
+#: large enough that such an endpoint is chosen only when nothing else is.
+UNSAMPLED_PENALTY = 1.0e6
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt on one endpoint came to, as reported through ``done``.
+
+    >>> Outcome(grpc.StatusCode.OK, 0.0042)
+    Outcome(code=<StatusCode.OK: (0, 'ok')>, latency=0.0042, load=None, error=None)
+    """
+
+    code: grpc.StatusCode
+    latency: float
+    load: LoadReport | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EndpointStatus:
+    """A snapshot of one endpoint, as :meth:`ResilientChannel.endpoints` returns it."""
+
+    address: str
+    state: str
+    available: bool
+    healthy: bool | None
+    ejected: bool
+    outstanding: int
+    latency_ms: float | None
+    weight: float
+    calls: int
+    failures: int
+    last_error: str | None
+
+
+class Endpoint:
+    """A backend address and everything the client learns about it."""
+
+    __slots__ = (
+        "_clock",
+        "_decay",
+        "_ewma",
+        "_ewma_stamp",
+        "_lock",
+        "address",
+        "calls",
+        "ejected",
+        "failures",
+        "healthy",
+        "last_error",
+        "load",
+        "load_since",
+        "load_stamp",
+        "outstanding",
+        "state",
+        "static_weight",
+        "transport",
+        "weight",
+    )
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        static_weight: float | None = None,
+        decay: float = DEFAULT_DECAY,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.address = address
+        self._clock = clock
+        self._decay = decay
+        self._lock = threading.Lock()
+        # Written by the balancer only.
+        self.state: grpc.ChannelConnectivity = Connectivity.IDLE
+        self.healthy: bool | None = None
+        self.ejected = False
+        self.last_error: str | None = None
+        self.static_weight = static_weight
+        self.weight = static_weight if static_weight is not None else 1.0
+        #: The driver's connection to this address (a grpc channel); opaque here.
+        self.transport: Any = None
+        # Written by the data path under ``_lock``.
+        self.outstanding = 0
+        self.calls = 0
+        self.failures = 0
+        self._ewma = 0.0
+        self._ewma_stamp = 0.0
+        self.load: LoadReport | None = None
+        self.load_stamp = -math.inf
+        self.load_since = math.inf
+
+    def __repr__(self) -> str:
+        return (
+            f"Endpoint({self.address!r}, state={self.state.name}, outstanding={self.outstanding})"
+        )
+
+    @property
+    def available(self) -> bool:
+        """Whether this endpoint may take new calls now."""
+        return self.state is Connectivity.READY and self.healthy is not False and not self.ejected
+
+    def begin(self) -> float:
+        """Account for one attempt handed to this endpoint; returns its start time."""
+        with self._lock:
+            self.outstanding += 1
+        return self._clock()
+
+    def record(self, outcome: Outcome) -> None:
+        """Learn from one finished attempt: the ``done`` of every pick lands here."""
+        now = self._clock()
+        rtt = outcome.latency
+        with self._lock:
+            self.outstanding -= 1
+            self.calls += 1
+            if outcome.code is not grpc.StatusCode.OK:
+                self.failures += 1
+                if outcome.error is not None:
+                    self.last_error = outcome.error
+            if self._ewma_stamp == 0.0:
+                self._ewma = rtt
+            else:
+                previous = self._ewma
+                if rtt > previous:
+                    self._ewma = rtt  # peak: a slow response counts in full at once
+                else:
+                    w = math.exp(-max(now - self._ewma_stamp, 0.0) / self._decay)
+                    self._ewma = previous * w + rtt * (1.0 - w)
+            self._ewma_stamp = now
+            load = outcome.load
+            if load is not None:
+                self.load = load
+                self.load_stamp = now
+                if self.load_since == math.inf:
+                    self.load_since = now
+
+    def latency(self, now: float | None = None) -> float | None:
+        """The peak-EWMA latency estimate in seconds, decayed to ``now``; None before any sample."""
+        stamp = self._ewma_stamp
+        if stamp == 0.0:
+            return None
+        if now is None:
+            now = self._clock()
+        return self._ewma * math.exp(-max(now - stamp, 0.0) / self._decay)
+
+    def cost(self, now: float) -> float:
+        """Peak-EWMA load: decayed latency x (outstanding + 1), with a penalty when unsampled."""
+        stamp = self._ewma_stamp
+        outstanding = self.outstanding
+        if stamp == 0.0:
+            return UNSAMPLED_PENALTY + outstanding if outstanding else 0.0
+        return self._ewma * math.exp(-max(now - stamp, 0.0) / self._decay) * (outstanding + 1)
+
+    def status(self) -> EndpointStatus:
+        latency = self.latency()
+        return EndpointStatus(
+            address=self.address,
+            state=self.state.name,
+            available=self.available,
+            healthy=self.healthy,
+            ejected=self.ejected,
+            outstanding=self.outstanding,
+            latency_ms=None if latency is None else latency * 1000.0,
+            weight=self.weight,
+            calls=self.calls,
+            failures=self.failures,
+            last_error=self.last_error,
+        )

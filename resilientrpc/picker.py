@@ -1,0 +1,136 @@
+"""Pickers: immutable snapshots of the endpoints that may take traffic now.
+
+A :class:`Picker` is built by the balancer after every change of endpoint state and
+published by replacing one attribute. Picking is a pure function of the snapshot plus
+the endpoints' own counters: it takes no lock a background task could hold and never
+blocks. "No endpoint yet" is not a failure: :func:`decide` says whether a call should
+go now, wait for the next picker, or fail at once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from resilientrpc.endpoint import Connectivity, Endpoint, Outcome
+
+__all__ = [
+    "Chooser",
+    "Decision",
+    "Metadata",
+    "PickResult",
+    "Picker",
+    "aggregate_state",
+    "decide",
+    "no_endpoint_details",
+]
+
+Metadata = Sequence[tuple[str, str | bytes]]
+#: A strategy's choice function over one snapshot: metadata in, endpoint (or None) out.
+Chooser = Callable[[Metadata | None], Endpoint | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PickResult:
+    """The endpoint chosen for one attempt, and the ``done`` its outcome must be reported to."""
+
+    endpoint: Endpoint
+    start: float
+    done: Callable[[Outcome], None]
+
+
+class Picker:
+    """An immutable snapshot: aggregate state, the endpoints it may pick, and how to choose."""
+
+    __slots__ = ("_choose", "endpoints", "members", "state")
+
+    def __init__(
+        self,
+        state: grpc.ChannelConnectivity,
+        endpoints: tuple[Endpoint, ...],
+        members: tuple[Endpoint, ...],
+        choose: Chooser,
+    ) -> None:
+        self.state = state
+        self.endpoints = endpoints
+        self.members = members
+        self._choose = choose
+
+    def __repr__(self) -> str:
+        return f"Picker({self.state.name}, {[e.address for e in self.endpoints]})"
+
+    def pick(self, metadata: Metadata | None = None) -> PickResult | None:
+        """Choose an endpoint for one attempt; None when no endpoint can take it."""
+        endpoint = self._choose(metadata)
+        if endpoint is None:
+            return None
+        return PickResult(endpoint, endpoint.begin(), endpoint.record)
+
+
+def _choose_nothing(metadata: Metadata | None) -> Endpoint | None:
+    return None
+
+
+def empty_picker(state: grpc.ChannelConnectivity, members: tuple[Endpoint, ...] = ()) -> Picker:
+    """A picker with nothing to pick, in ``state``."""
+    return Picker(state, (), members, _choose_nothing)
+
+
+def aggregate_state(members: Sequence[Endpoint]) -> grpc.ChannelConnectivity:
+    """The channel's state from its endpoints', by gRPC's rule for round_robin.
+
+    READY if any endpoint can take traffic, else CONNECTING if any is still trying for the
+    first time (IDLE counts as CONNECTING: we always ask it to connect), else
+    TRANSIENT_FAILURE.
+    """
+    connecting = False
+    for endpoint in members:
+        if endpoint.available:
+            return Connectivity.READY
+        if endpoint.state in (Connectivity.IDLE, Connectivity.CONNECTING):
+            connecting = True
+    return Connectivity.CONNECTING if connecting else Connectivity.TRANSIENT_FAILURE
+
+
+class Decision(enum.Enum):
+    """What a call does with the current picker."""
+
+    SEND = "send"
+    WAIT = "wait"
+    FAIL = "fail"
+
+
+def decide(picker: Picker, wait_for_ready: bool) -> Decision:
+    """Whether a call should pick now, wait for a better picker, or fail at once.
+
+    Calls queue while the channel is connecting for the first time; in
+    TRANSIENT_FAILURE only ``wait_for_ready`` calls wait (gRPC's semantics).
+    """
+    state = picker.state
+    if state is Connectivity.READY:
+        return Decision.SEND
+    if state is Connectivity.SHUTDOWN:
+        return Decision.FAIL
+    if state is Connectivity.CONNECTING or wait_for_ready:
+        return Decision.WAIT
+    return Decision.FAIL
+
+
+def no_endpoint_details(picker: Picker) -> str:
+    """The UNAVAILABLE details naming every address and what last went wrong with it."""
+    if picker.state is Connectivity.SHUTDOWN:
+        return "channel closed"
+    if not picker.members:
+        return "no endpoint available: the resolver returned no addresses"
+    parts = []
+    for endpoint in picker.members:
+        reason = endpoint.last_error or endpoint.state.name
+        if endpoint.healthy is False:
+            reason = f"health check failing; {reason}"
+        if endpoint.ejected:
+            reason = f"ejected by outlier detection; {reason}"
+        parts.append(f"{endpoint.address} ({reason})")
+    return "no endpoint available: " + ", ".join(parts)

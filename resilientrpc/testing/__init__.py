@@ -1,0 +1,77 @@
+"""Fault-injecting gRPC backends for tests, the demo, the benchmark and users' own checks.
+
+Every backend serves the ``resilientrpc.echo.v1.Echo`` service (all four call shapes,
+each reply naming the backend), the ``resilientrpc.faults.v1.Faults`` service that
+reconfigures it at run time, and ``grpc.health.v1.Health``, on ``127.0.0.1``:
+
+- :class:`Backend` runs in this process (``stop()`` is an abrupt crash);
+- :class:`BackendProcess` runs in a child process, so ``kill()`` (SIGKILL) and
+  ``pause()`` (SIGSTOP) are real;
+- :class:`Faults` / :class:`LoadReport` say what they do wrong: latency and jitter, an
+  error rate and code, hanging, the health status, and an ORCA load report sent as the
+  ``endpoint-load-metrics-bin`` trailer.
+
+>>> from resilientrpc.testing import Backend, Faults, echo_pb2, echo_pb2_grpc
+>>> with Backend("b1", faults=Faults(latency=0.01)) as backend:  # doctest: +SKIP
+...     with grpc.insecure_channel(backend.address) as channel:
+...         reply = echo_pb2_grpc.EchoStub(channel).Echo(echo_pb2.EchoRequest(message="hi"))
+...     assert reply.backend == "b1"
+"""
+
+from __future__ import annotations
+
+from resilientrpc.proto import (
+    echo_pb2,
+    echo_pb2_grpc,
+    faults_pb2,
+    faults_pb2_grpc,
+    load_report_pb2,
+)
+from resilientrpc.testing.backend import (
+    DEFAULT_MAX_WORKERS,
+    HOST,
+    Backend,
+    Backends,
+    start_backends,
+)
+from resilientrpc.testing.faults import (
+    DEFAULT_ERROR_CODE,
+    DEFAULT_ERROR_RATE,
+    DEFAULT_HANG,
+    DEFAULT_HEALTH,
+    DEFAULT_LATENCY,
+    DEFAULT_LATENCY_JITTER,
+    HEALTH_STATUSES,
+    LOAD_REPORT_METADATA_KEY,
+    Faults,
+    LoadReport,
+)
+from resilientrpc.testing.process import BackendProcess, BackendStartError
+from resilientrpc.testing.servicer import ECHO_METADATA_PREFIX, ECHO_SERVICE_NAME
+
+__all__ = [
+    "DEFAULT_ERROR_CODE",
+    "DEFAULT_ERROR_RATE",
+    "DEFAULT_HANG",
+    "DEFAULT_HEALTH",
+    "DEFAULT_LATENCY",
+    "DEFAULT_LATENCY_JITTER",
+    "DEFAULT_MAX_WORKERS",
+    "ECHO_METADATA_PREFIX",
+    "ECHO_SERVICE_NAME",
+    "HEALTH_STATUSES",
+    "HOST",
+    "LOAD_REPORT_METADATA_KEY",
+    "Backend",
+    "BackendProcess",
+    "BackendStartError",
+    "Backends",
+    "Faults",
+    "LoadReport",
+    "echo_pb2",
+    "echo_pb2_grpc",
+    "faults_pb2",
+    "faults_pb2_grpc",
+    "load_report_pb2",
+    "start_backends",
+]
