@@ -43,16 +43,12 @@ class BalancingInterceptor(
 ):
     """Terminal-most interceptor of a :class:`resilientrpc.ResilientChannel`."""
 
-    def __init__(
-        self, router: SyncRouter, *, with_load: bool, clock: Callable[[], float]
-    ) -> None:
+    def __init__(self, router: SyncRouter, *, with_load: bool, clock: Callable[[], float]) -> None:
         self._router = router
         self._with_load = with_load
         self._clock = clock
 
-    def _attempt(
-        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
-    ) -> Any:
+    def _attempt(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
         routed = self._router.pick(details.metadata, bool(details.wait_for_ready), details.timeout)
         if isinstance(routed, grpc.RpcError):
             return routed

@@ -244,5 +244,3 @@ class ResponseStream(_Delegating):
 
     def result(self, timeout: float | None = None) -> Any:
         return self._call.result(timeout)
-
-

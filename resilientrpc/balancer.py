@@ -54,9 +54,7 @@ class Balancer:
         except ValueError:
             pass
 
-    def set_addresses(
-        self, addresses: Sequence[str]
-    ) -> tuple[list[Endpoint], list[Endpoint]]:
+    def set_addresses(self, addresses: Sequence[str]) -> tuple[list[Endpoint], list[Endpoint]]:
         """Make the membership exactly ``addresses``; returns (added, removed) endpoints.
 
         Endpoints kept keep their counters and state. The caller connects the added ones
@@ -140,4 +138,3 @@ class Balancer:
                 listener(picker)
             except Exception:  # a listener must never stop state changes
                 _log.exception("picker listener %r failed", listener)
-

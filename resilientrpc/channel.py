@@ -68,13 +68,17 @@ class _EndpointTransport:
     def unary_stream(self, method: str) -> Any:
         callable_ = self._us.get(method)
         if callable_ is None:
-            callable_ = self._us[method] = self.channel.unary_stream(method, _registered_method=True)
+            callable_ = self._us[method] = self.channel.unary_stream(
+                method, _registered_method=True
+            )
         return callable_
 
     def stream_unary(self, method: str) -> Any:
         callable_ = self._su.get(method)
         if callable_ is None:
-            callable_ = self._su[method] = self.channel.stream_unary(method, _registered_method=True)
+            callable_ = self._su[method] = self.channel.stream_unary(
+                method, _registered_method=True
+            )
         return callable_
 
     def stream_stream(self, method: str) -> Any:
@@ -107,7 +111,9 @@ def _send_unary_blocking(details: AttemptDetails, payload: Any) -> Any:
 
 
 def _send_unary_future(details: AttemptDetails, payload: Any) -> Any:
-    return details.endpoint.transport.unary_unary(details.method).future(payload, **_kwargs(details))
+    return details.endpoint.transport.unary_unary(details.method).future(
+        payload, **_kwargs(details)
+    )
 
 
 def _send_unary_stream(details: AttemptDetails, payload: Any) -> Any:
@@ -175,7 +181,9 @@ class _MethodCall:
             timeout = limit
         if wait_for_ready is None:
             wait_for_ready = self._wait_for_ready
-        return CallDetails(self._method, timeout, metadata, credentials, wait_for_ready, compression)
+        return CallDetails(
+            self._method, timeout, metadata, credentials, wait_for_ready, compression
+        )
 
     def _serialize(self, request: Any) -> Any:
         return request if self._serializer is None else self._serializer(request)
@@ -446,7 +454,9 @@ class ResilientChannel(grpc.Channel):  # type: ignore[misc]
         with self._subscribers_lock:
             self._subscribers.pop(callback, None)
 
-    def _deliver_to(self, callback: Callable[[grpc.ChannelConnectivity], None], picker: Picker) -> None:
+    def _deliver_to(
+        self, callback: Callable[[grpc.ChannelConnectivity], None], picker: Picker
+    ) -> None:
         with self._subscribers_lock:
             if callback not in self._subscribers or self._subscribers[callback] is picker.state:
                 return

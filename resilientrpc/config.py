@@ -19,6 +19,11 @@ Where this differs from gRPC on purpose:
 * ``ring_hash`` needs ``requestHashHeader`` (A76): there is no xDS route to supply a hash.
 * ``weighted_round_robin`` takes per-call ORCA reports only; ``enableOobLoadReport: true``
   is rejected.
+* Unknown field names are errors (gRPC ignores them), and so is a ``methodConfig`` entry
+  without names (gRPC skips it): both are almost always typos.
+* Only integers that proto3 writes as 64-bit (``maxRequestMessageBytes``,
+  ``maxResponseMessageBytes``, ``choiceCount``, ``minRingSize``, ``maxRingSize``) may be
+  given as decimal strings; everywhere else a number must be a JSON number.
 
 Each JSON object is described by a small table of fields (:class:`_Field`); adding a field
 is one line in the table of its object plus the attribute on its value class.
@@ -59,12 +64,14 @@ __all__ = [
     "DEFAULT_WEIGHT_UPDATE_PERIOD",
     "MAX_ATTEMPTS_LIMIT",
     "MAX_CHOICE_COUNT",
+    "MAX_DURATION_SECONDS",
     "MAX_RETRY_TOKENS",
     "MIN_ATTEMPTS",
     "MIN_CHOICE_COUNT",
     "MIN_WEIGHT_UPDATE_PERIOD",
     "RING_SIZE_LIMIT",
     "SUPPORTED_POLICIES",
+    "TOKEN_RATIO_DECIMALS",
     "HealthCheckConfig",
     "HedgingPolicy",
     "LeastRequest",

@@ -2,6 +2,11 @@
 
 Backends that already send ORCA per-call reports are understood as they are; the message
 is defined in ``protos/resilientrpc/proto/load_report.proto`` with the same field numbers.
+
+grpcio's C core consumes the ``endpoint-load-metrics-bin`` trailer itself (it parses ORCA
+reports for its own balancers) and does not hand it to Python code, so a Python client
+cannot see it. Servers therefore also send the same bytes under
+:data:`LOAD_REPORT_ALIAS_KEY`; both keys are read, whichever arrives.
 """
 
 from __future__ import annotations
@@ -13,10 +18,19 @@ from google.protobuf.message import DecodeError
 
 from resilientrpc.proto import load_report_pb2
 
-__all__ = ["LOAD_REPORT_KEY", "LoadReport", "encode_load_report", "parse_load_report"]
+__all__ = [
+    "LOAD_REPORT_ALIAS_KEY",
+    "LOAD_REPORT_KEY",
+    "LoadReport",
+    "encode_load_report",
+    "parse_load_report",
+]
 
 #: The trailing metadata key ORCA per-call load reports travel in.
 LOAD_REPORT_KEY = "endpoint-load-metrics-bin"
+#: The same report under a key grpcio passes through to the application.
+LOAD_REPORT_ALIAS_KEY = "resilientrpc-load-metrics-bin"
+_KEYS = (LOAD_REPORT_KEY, LOAD_REPORT_ALIAS_KEY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +47,20 @@ class LoadReport:
     rps_fractional: float = 0.0
     eps: float = 0.0
 
+    def to_proto(self) -> load_report_pb2.OrcaLoadReport:
+        """The report as the ORCA-compatible message."""
+        return load_report_pb2.OrcaLoadReport(
+            cpu_utilization=self.cpu_utilization,
+            mem_utilization=self.mem_utilization,
+            application_utilization=self.application_utilization,
+            rps_fractional=self.rps_fractional,
+            eps=self.eps,
+        )
+
+    def serialize(self) -> bytes:
+        """The report's wire bytes, as sent in the trailer."""
+        return bytes(self.to_proto().SerializeToString())
+
     @property
     def utilization(self) -> float:
         """Application utilization when the server sets it, else CPU utilization (gRPC A58)."""
@@ -48,7 +76,7 @@ def parse_load_report(metadata: Sequence[tuple[str, str | bytes]] | None) -> Loa
     if not metadata:
         return None
     for key, value in metadata:
-        if key == LOAD_REPORT_KEY and isinstance(value, bytes):
+        if key in _KEYS and isinstance(value, bytes):
             message = load_report_pb2.OrcaLoadReport()
             try:
                 message.ParseFromString(value)
@@ -64,13 +92,7 @@ def parse_load_report(metadata: Sequence[tuple[str, str | bytes]] | None) -> Loa
     return None
 
 
-def encode_load_report(report: LoadReport) -> tuple[str, bytes]:
-    """The trailing-metadata pair a server sends to report ``report``."""
-    message = load_report_pb2.OrcaLoadReport(
-        cpu_utilization=report.cpu_utilization,
-        mem_utilization=report.mem_utilization,
-        application_utilization=report.application_utilization,
-        rps_fractional=report.rps_fractional,
-        eps=report.eps,
-    )
-    return LOAD_REPORT_KEY, message.SerializeToString()
+def encode_load_report(report: LoadReport) -> tuple[tuple[str, bytes], tuple[str, bytes]]:
+    """The trailing-metadata pairs a server sends to report ``report`` (ORCA key and alias)."""
+    data = report.serialize()
+    return (LOAD_REPORT_KEY, data), (LOAD_REPORT_ALIAS_KEY, data)

@@ -55,7 +55,9 @@ class ChannelOptions:
                     or len(option) != 2
                     or not isinstance(option[0], str)
                 ):
-                    raise ConfigError(f"options[{index}]", f"expected a (name, value) pair, got {option!r}")
+                    raise ConfigError(
+                        f"options[{index}]", f"expected a (name, value) pair, got {option!r}"
+                    )
                 checked.append(option)
         if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
             raise ConfigError(

@@ -80,7 +80,9 @@ def _address_list(items: Sequence[object], path: str) -> tuple[str, ...]:
         item_path = f"{path}[{index}]"
         address = _join(*parse_address(item, item_path))
         if address in seen:
-            raise ConfigError(item_path, f"duplicate address {address!r} (also at index {seen[address]})")
+            raise ConfigError(
+                item_path, f"duplicate address {address!r} (also at index {seen[address]})"
+            )
         seen[address] = index
     return tuple(seen)
 
@@ -92,7 +94,8 @@ def parse_targets(targets: object) -> Target:
         return Target(addresses=_address_list(targets, path))
     if not isinstance(targets, str):
         raise ConfigError(
-            path, f"expected a list of 'host:port' strings or a target URI, got {type(targets).__name__}"
+            path,
+            f"expected a list of 'host:port' strings or a target URI, got {type(targets).__name__}",
         )
     text = targets.strip()
     if not text:

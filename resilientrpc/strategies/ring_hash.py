@@ -36,17 +36,7 @@ class Ring:
 
     __slots__ = ("members", "owners", "points")
 
-    def __init__(
-        self,
-        members: tuple[Endpoint, ...],
-        weights: list[float],
-        min_size: int,
-        max_size: int,
-    ) -> None:
-        total = sum(weights)
-        # Points per unit of weight: at least min_size in all, at most max_size; every
-        # endpoint gets at least one point.
-        scale = min(min_size / total, max_size / total)
+    def __init__(self, members: tuple[Endpoint, ...], weights: list[float], scale: float) -> None:
         entries: list[tuple[int, int]] = []
         for index, (endpoint, weight) in enumerate(zip(members, weights, strict=True)):
             for replica in range(max(1, math.ceil(weight * scale))):
@@ -81,14 +71,28 @@ class RingHashStrategy(Strategy):
         self.min_ring_size = min_ring_size
         self.max_ring_size = max_ring_size
         self._ring: Ring | None = None
+        self._scale = 0.0
 
     def ring(self, members: tuple[Endpoint, ...]) -> Ring:
         ring = self._ring
         if ring is None or ring.members != members:
             weights = [e.static_weight or 1.0 for e in members]
-            ring = Ring(members, weights, self.min_ring_size, self.max_ring_size)
+            ring = Ring(members, weights, self._points_per_weight(sum(weights)))
             self._ring = ring
         return ring
+
+    def _points_per_weight(self, total: float) -> float:
+        """Points per unit of weight, kept across membership changes while it still fits.
+
+        Keeping it is what makes a membership change move only the changed endpoint's
+        keys (recomputing it, as gRPC does, would reshuffle ~1/N more). It is recomputed
+        when the ring would fall below half ``min_ring_size`` or above ``max_ring_size``.
+        """
+        scale = self._scale
+        if not self.min_ring_size / 2 <= scale * total <= self.max_ring_size:
+            scale = min(self.min_ring_size, self.max_ring_size) / total
+            self._scale = scale
+        return scale
 
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         ring = self.ring(members)

@@ -9,7 +9,9 @@ reconfigures it at run time, and ``grpc.health.v1.Health``, on ``127.0.0.1``:
   ``pause()`` (SIGSTOP) are real;
 - :class:`Faults` / :class:`LoadReport` say what they do wrong: latency and jitter, an
   error rate and code, hanging, the health status, and an ORCA load report sent as the
-  ``endpoint-load-metrics-bin`` trailer.
+  ``endpoint-load-metrics-bin`` trailer. grpcio's core swallows that key on the client,
+  so the same bytes also travel as ``resilientrpc-load-metrics-bin``
+  (:data:`LOAD_REPORT_ALIAS_METADATA_KEY`), which Python clients can read.
 
 >>> from resilientrpc.testing import Backend, Faults, echo_pb2, echo_pb2_grpc
 >>> with Backend("b1", faults=Faults(latency=0.01)) as backend:  # doctest: +SKIP
@@ -42,6 +44,7 @@ from resilientrpc.testing.faults import (
     DEFAULT_LATENCY,
     DEFAULT_LATENCY_JITTER,
     HEALTH_STATUSES,
+    LOAD_REPORT_ALIAS_METADATA_KEY,
     LOAD_REPORT_METADATA_KEY,
     Faults,
     LoadReport,
@@ -61,6 +64,7 @@ __all__ = [
     "ECHO_SERVICE_NAME",
     "HEALTH_STATUSES",
     "HOST",
+    "LOAD_REPORT_ALIAS_METADATA_KEY",
     "LOAD_REPORT_METADATA_KEY",
     "Backend",
     "BackendProcess",

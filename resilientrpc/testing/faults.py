@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import grpc
 
 from resilientrpc.errors import ConfigError
-from resilientrpc.proto import faults_pb2, load_report_pb2
+from resilientrpc.load_report import LOAD_REPORT_ALIAS_KEY, LOAD_REPORT_KEY, LoadReport
+from resilientrpc.proto import faults_pb2
 
 __all__ = [
     "DEFAULT_ERROR_CODE",
@@ -26,6 +27,7 @@ __all__ = [
     "DEFAULT_LATENCY",
     "DEFAULT_LATENCY_JITTER",
     "HEALTH_STATUSES",
+    "LOAD_REPORT_ALIAS_METADATA_KEY",
     "LOAD_REPORT_METADATA_KEY",
     "Faults",
     "LoadReport",
@@ -47,8 +49,16 @@ DEFAULT_HEALTH = "SERVING"
 HEALTH_STATUSES = ("SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
 """The ``grpc.health.v1`` statuses a backend can be told to report."""
 
-LOAD_REPORT_METADATA_KEY = "endpoint-load-metrics-bin"
-"""Trailing metadata key of the serialized ORCA load report (gRFC A51)."""
+LOAD_REPORT_METADATA_KEY = LOAD_REPORT_KEY
+"""Trailing metadata key of the serialized ORCA load report (gRFC A51).
+
+grpcio's C core parses this key itself and never publishes it to the application, so a
+Python client cannot read it; backends send the same bytes under
+:data:`LOAD_REPORT_ALIAS_METADATA_KEY` as well.
+"""
+
+LOAD_REPORT_ALIAS_METADATA_KEY = LOAD_REPORT_ALIAS_KEY
+"""The key under which a grpcio client can read the load report (same bytes)."""
 
 _LOAD_FIELDS = (
     "cpu_utilization",
@@ -66,42 +76,6 @@ def _check_non_negative(path: str, value: object) -> None:
         raise ConfigError(path, f"expected a number, got {value!r}")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(path, f"expected a finite number >= 0, got {value!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class LoadReport:
-    """The load a backend reports with every reply, as an ORCA ``OrcaLoadReport``.
-
-    All values are fractions or rates as ORCA defines them and default to 0.
-
-    >>> LoadReport(cpu_utilization=0.5, rps_fractional=120.0)
-    LoadReport(cpu_utilization=0.5, application_utilization=0.0, mem_utilization=0.0, \
-rps_fractional=120.0, eps=0.0)
-    """
-
-    cpu_utilization: float = 0.0
-    application_utilization: float = 0.0
-    mem_utilization: float = 0.0
-    rps_fractional: float = 0.0
-    eps: float = 0.0
-
-    def __post_init__(self) -> None:
-        for name in _LOAD_FIELDS:
-            _check_non_negative(f"faults.load_report.{name}", getattr(self, name))
-
-    def to_proto(self) -> load_report_pb2.OrcaLoadReport:
-        """The report as the ORCA-compatible message."""
-        return load_report_pb2.OrcaLoadReport(
-            cpu_utilization=self.cpu_utilization,
-            application_utilization=self.application_utilization,
-            mem_utilization=self.mem_utilization,
-            rps_fractional=self.rps_fractional,
-            eps=self.eps,
-        )
-
-    def serialize(self) -> bytes:
-        """The bytes sent as the ``endpoint-load-metrics-bin`` trailer."""
-        return self.to_proto().SerializeToString()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,6 +135,9 @@ got 2.0
             raise ConfigError(
                 "faults.load_report", f"expected a LoadReport or None, got {self.load_report!r}"
             )
+        if self.load_report is not None:
+            for name in _LOAD_FIELDS:
+                _check_non_negative(f"faults.load_report.{name}", getattr(self.load_report, name))
 
 
 _FAULT_FIELDS = frozenset(field.name for field in dataclasses.fields(Faults))

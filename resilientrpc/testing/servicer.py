@@ -7,7 +7,9 @@ server around it runs (in process or in a child process):
   its call counter and random source, and the per-call release events that let a
   stopping backend free every sleeping or hung handler thread.
 - :class:`EchoServicer`: the four Echo call shapes with latency, hang, error and load
-  report injection, and ``x-echo-*`` metadata echoed back.
+  report injection (the ORCA ``endpoint-load-metrics-bin`` trailer, plus the same bytes
+  under ``resilientrpc-load-metrics-bin`` because grpcio clients never see the ORCA key),
+  and ``x-echo-*`` metadata echoed back.
 - :class:`FaultsServicer`: the ``Configure`` RPC.
 - :func:`add_backend_services`: registers those and a ``grpc.health.v1`` servicer.
 
@@ -28,6 +30,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from resilientrpc.errors import ConfigError
 from resilientrpc.proto import echo_pb2, echo_pb2_grpc, faults_pb2, faults_pb2_grpc
 from resilientrpc.testing.faults import (
+    LOAD_REPORT_ALIAS_METADATA_KEY,
     LOAD_REPORT_METADATA_KEY,
     Faults,
     apply_fault_config,
@@ -39,6 +42,7 @@ __all__ = [
     "ECHO_METADATA_PREFIX",
     "ECHO_SERVICE_NAME",
     "BackendState",
+    "CallGate",
     "EchoServicer",
     "FaultsServicer",
     "add_backend_services",
@@ -244,7 +248,11 @@ class EchoServicer:
             context.send_initial_metadata(echoed)
         trailing: tuple[tuple[str, str | bytes], ...] = echoed
         if faults.load_report is not None:
-            trailing += ((LOAD_REPORT_METADATA_KEY, faults.load_report.serialize()),)
+            report = faults.load_report.serialize()
+            trailing += (
+                (LOAD_REPORT_METADATA_KEY, report),  # for ORCA-aware (non-Python) clients
+                (LOAD_REPORT_ALIAS_METADATA_KEY, report),  # grpcio hides the key above
+            )
         if trailing:
             context.set_trailing_metadata(trailing)
         return faults

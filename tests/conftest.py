@@ -1,0 +1,72 @@
+"""Shared fixtures: real backends on 127.0.0.1, and the twin (sync / asyncio) under test."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from resilientrpc.testing import Backend, Backends, Faults, start_backends
+from tests.twins import TWINS, ChannelHandle, Twin
+
+
+@pytest.fixture(params=TWINS, ids=lambda twin: twin.name)
+def twin(request: pytest.FixtureRequest) -> Twin:
+    result: Twin = request.param
+    return result
+
+
+@pytest.fixture
+def open_channel(twin: Twin) -> Iterator[Callable[..., ChannelHandle]]:
+    """Open channels of the twin under test; all are closed at the end of the test."""
+    opened: list[ChannelHandle] = []
+
+    def open_(targets: Any, **kwargs: Any) -> ChannelHandle:
+        handle = twin.open(targets, **kwargs)
+        opened.append(handle)
+        return handle
+
+    yield open_
+    for handle in opened:
+        handle.close()
+
+
+@pytest.fixture
+def backends() -> Iterator[Callable[..., Backends]]:
+    """Start in-process backends; all are stopped at the end of the test."""
+    started: list[Backends] = []
+
+    def start(
+        count: int, *, faults: Faults | None = None, names: list[str] | None = None
+    ) -> Backends:
+        group = start_backends(count, faults=faults, names=names, seed=7)
+        started.append(group)
+        return group
+
+    yield start
+    for group in started:
+        group.stop()
+
+
+@pytest.fixture
+def backend() -> Iterator[Callable[..., Backend]]:
+    started: list[Backend] = []
+
+    def start(name: str | None = None, **kwargs: Any) -> Backend:
+        b = Backend(name, **kwargs).start()
+        started.append(b)
+        return b
+
+    yield start
+    for b in started:
+        b.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_thread_leak() -> Iterator[None]:
+    """Every test leaves behind no resilientrpc thread it started."""
+    yield
+    leftover = [t.name for t in threading.enumerate() if t.name.startswith("resilientrpc-")]
+    assert leftover == [], f"threads left running: {leftover}"
