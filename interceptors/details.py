@@ -1,4 +1,4 @@
-"""Call details as the interceptor chain passes them: immutable namedtuples, replaced not mutated."""
+"""Call details as the interceptor chain passes them: namedtuples, replaced, never mutated."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import grpc
 
 __all__ = ["AttemptDetails", "CallDetails"]
 
-_FIELDS = ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression")
 
-
-class CallDetails(  # type: ignore[misc]
-    collections.namedtuple("CallDetails", _FIELDS),
+class CallDetails(
+    collections.namedtuple(
+        "CallDetails",
+        ["method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"],
+    ),
     grpc.ClientCallDetails,
 ):
     """The details of one call, as ``grpc.ClientCallDetails``."""
@@ -26,8 +27,19 @@ class CallDetails(  # type: ignore[misc]
     compression: grpc.Compression | None
 
 
-class AttemptDetails(  # type: ignore[misc]
-    collections.namedtuple("AttemptDetails", (*_FIELDS, "endpoint")),
+class AttemptDetails(
+    collections.namedtuple(
+        "AttemptDetails",
+        [
+            "method",
+            "timeout",
+            "metadata",
+            "credentials",
+            "wait_for_ready",
+            "compression",
+            "endpoint",
+        ],
+    ),
     grpc.ClientCallDetails,
 ):
     """Call details of one attempt, with the endpoint the balancing step chose for it.

@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
@@ -42,7 +41,7 @@ def deserialize_or_raise(deserializer: Deserializer, payload: Any) -> Any:
         ) from error
 
 
-class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
+class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):
     """A terminated call decided on the client: status, details, nothing from a server."""
 
     def __init__(
@@ -104,7 +103,7 @@ class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc
         return self
 
     def traceback(self, timeout: float | None = None) -> TracebackType | None:
-        return self.__traceback__
+        return self.__traceback__  # type: ignore[no-any-return]  # grpc.RpcError is Any
 
     def add_done_callback(self, fn: DoneCallback) -> None:
         fn(self)
@@ -120,7 +119,7 @@ class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc
         raise self
 
 
-class _Delegating(grpc.Call, grpc.Future):  # type: ignore[misc]
+class _Delegating(grpc.Call, grpc.Future):
     """Forwards grpc.Call and grpc.Future methods to the backend call it wraps."""
 
     __slots__ = ("_call",)
@@ -129,10 +128,10 @@ class _Delegating(grpc.Call, grpc.Future):  # type: ignore[misc]
         self._call = call
 
     def code(self) -> grpc.StatusCode:
-        return self._call.code()  # type: ignore[no-any-return]
+        return self._call.code()
 
-    def details(self) -> str:
-        return self._call.details()  # type: ignore[no-any-return]
+    def details(self) -> Any:
+        return self._call.details()
 
     def initial_metadata(self) -> Any:
         return self._call.initial_metadata()
@@ -140,26 +139,26 @@ class _Delegating(grpc.Call, grpc.Future):  # type: ignore[misc]
     def trailing_metadata(self) -> Any:
         return self._call.trailing_metadata()
 
-    def is_active(self) -> bool:
-        return self._call.is_active()  # type: ignore[no-any-return]
+    def is_active(self) -> Any:
+        return self._call.is_active()
 
-    def time_remaining(self) -> float | None:
-        return self._call.time_remaining()  # type: ignore[no-any-return]
+    def time_remaining(self) -> Any:
+        return self._call.time_remaining()
 
-    def add_callback(self, callback: Callable[[], None]) -> bool:
-        return self._call.add_callback(callback)  # type: ignore[no-any-return]
+    def add_callback(self, callback: Callable[[], None]) -> Any:
+        return self._call.add_callback(callback)
 
-    def cancel(self) -> bool:
-        return self._call.cancel()  # type: ignore[no-any-return]
+    def cancel(self) -> Any:
+        return self._call.cancel()
 
-    def cancelled(self) -> bool:
-        return self._call.cancelled()  # type: ignore[no-any-return]
+    def cancelled(self) -> Any:
+        return self._call.cancelled()
 
-    def running(self) -> bool:
-        return self._call.running()  # type: ignore[no-any-return]
+    def running(self) -> Any:
+        return self._call.running()
 
-    def done(self) -> bool:
-        return self._call.done()  # type: ignore[no-any-return]
+    def done(self) -> Any:
+        return self._call.done()
 
     def exception(self, timeout: float | None = None) -> Any:
         return self._call.exception(timeout)

@@ -11,6 +11,7 @@ are only ever taken alone, for a few arithmetic operations.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -49,10 +50,8 @@ class Balancer:
         self._listeners.append(listener)
 
     def remove_listener(self, listener: Listener) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
-        except ValueError:
-            pass
 
     def set_addresses(self, addresses: Sequence[str]) -> tuple[list[Endpoint], list[Endpoint]]:
         """Make the membership exactly ``addresses``; returns (added, removed) endpoints.

@@ -50,7 +50,7 @@ Metadata = Sequence[tuple[str, str | bytes]] | None
 class _EndpointTransport:
     """One backend's grpc channel, with its multicallables cached per method."""
 
-    __slots__ = ("channel", "_uu", "_us", "_su", "_ss")
+    __slots__ = ("_ss", "_su", "_us", "_uu", "channel")
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.channel = channel
@@ -139,7 +139,8 @@ def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any
     return details.endpoint.transport.stream_stream(details.method)(payloads, **_kwargs(details))
 
 
-Invoke = Callable[[CallDetails, Any], Any]
+#: One step of the chain: (call details, request or request iterator) -> call / outcome.
+Invoke = Callable[[Any, Any], Any]
 
 
 def _chain(interceptors: Sequence[Any], hook: str, terminal: Invoke) -> Invoke:
@@ -193,7 +194,7 @@ class _MethodCall:
         return requests if serializer is None else map(serializer, requests)
 
 
-class _UnaryUnary(_MethodCall, grpc.UnaryUnaryMultiCallable):  # type: ignore[misc]
+class _UnaryUnary(_MethodCall, grpc.UnaryUnaryMultiCallable):
     __slots__ = ("_blocking", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -240,7 +241,7 @@ class _UnaryUnary(_MethodCall, grpc.UnaryUnaryMultiCallable):  # type: ignore[mi
         return ResponseFuture(self._future(details, self._serialize(request)), self._deserializer)
 
 
-class _UnaryStream(_MethodCall, grpc.UnaryStreamMultiCallable):  # type: ignore[misc]
+class _UnaryStream(_MethodCall, grpc.UnaryStreamMultiCallable):
     __slots__ = ("_invoke",)
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -260,7 +261,7 @@ class _UnaryStream(_MethodCall, grpc.UnaryStreamMultiCallable):  # type: ignore[
         return ResponseStream(self._invoke(details, self._serialize(request)), self._deserializer)
 
 
-class _StreamUnary(_MethodCall, grpc.StreamUnaryMultiCallable):  # type: ignore[misc]
+class _StreamUnary(_MethodCall, grpc.StreamUnaryMultiCallable):
     __slots__ = ("_blocking", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -308,7 +309,7 @@ class _StreamUnary(_MethodCall, grpc.StreamUnaryMultiCallable):  # type: ignore[
         return ResponseFuture(call, self._deserializer)
 
 
-class _StreamStream(_MethodCall, grpc.StreamStreamMultiCallable):  # type: ignore[misc]
+class _StreamStream(_MethodCall, grpc.StreamStreamMultiCallable):
     __slots__ = ("_invoke",)
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -329,7 +330,7 @@ class _StreamStream(_MethodCall, grpc.StreamStreamMultiCallable):  # type: ignor
         return ResponseStream(call, self._deserializer)
 
 
-class ResilientChannel(grpc.Channel):  # type: ignore[misc]
+class ResilientChannel(grpc.Channel):
     """A ``grpc.Channel`` that spreads every call over many backends.
 
     >>> with ResilientChannel(["127.0.0.1:50051", "127.0.0.1:50052"]) as channel:  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Server-sent load: the ORCA ``OrcaLoadReport`` carried in the ``endpoint-load-metrics-bin`` trailer.
+"""Server-sent load: the ORCA ``OrcaLoadReport`` of the ``endpoint-load-metrics-bin`` trailer.
 
 Backends that already send ORCA per-call reports are understood as they are; the message
 is defined in ``protos/resilientrpc/proto/load_report.proto`` with the same field numbers.

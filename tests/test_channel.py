@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from resilientrpc import ConfigError
-from resilientrpc.testing import Backends, Faults, LoadReport
+from resilientrpc.testing import Backend, Backends, Faults, LoadReport
 from tests.twins import ChannelHandle, Twin
 
 Open = Callable[..., ChannelHandle]
@@ -157,9 +157,9 @@ def test_ring_hash_same_key_same_backend(open_channel: Open, backends: Start) ->
     wait_all_available(handle)
     owners: dict[str, set[str]] = collections.defaultdict(set)
     for round_ in range(3):
-        for key in range(40):
-            reply = handle.echo(metadata=[("x-user", f"user-{key}")])
-            owners[f"user-{key}"].add(reply.backend)
+        for index in range(40):
+            reply = handle.echo(metadata=[("x-user", f"user-{index}")])
+            owners[f"user-{index}"].add(reply.backend)
         del round_
     assert all(len(backends_) == 1 for backends_ in owners.values())
     assert len({next(iter(b)) for b in owners.values()}) >= 3  # keys spread over the ring
@@ -292,8 +292,6 @@ def test_wait_for_ready_waits_for_an_endpoint(
         handle.echo(timeout=0.5, wait_for_ready=True)
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     # ...and succeeds once a backend comes up while it waits.
-    from resilientrpc.testing import Backend
-
     revived: list[Backend] = []
     timer = threading.Timer(0.3, lambda: revived.append(Backend("revived", port=port).start()))
     timer.start()

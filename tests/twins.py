@@ -79,12 +79,13 @@ class SyncHandle:
         metadata: Metadata = None,
         wait_for_ready: bool | None = None,
     ) -> echo_pb2.EchoReply:
-        return self.stub.Echo(
+        reply: echo_pb2.EchoReply = self.stub.Echo(
             echo_pb2.EchoRequest(message=message),
             timeout=timeout,
             metadata=metadata,
             wait_for_ready=wait_for_ready,
         )
+        return reply
 
     def echo_with_call(
         self, message: str = "hi", *, timeout: float | None = 5.0, metadata: Metadata = None
@@ -105,9 +106,10 @@ class SyncHandle:
     def client_stream(
         self, messages: Sequence[str], *, timeout: float | None = 5.0
     ) -> echo_pb2.EchoReply:
-        return self.stub.ClientStream(
+        reply: echo_pb2.EchoReply = self.stub.ClientStream(
             iter([echo_pb2.EchoRequest(message=m) for m in messages]), timeout=timeout
         )
+        return reply
 
     def bidi(
         self, messages: Sequence[str], *, timeout: float | None = 5.0
