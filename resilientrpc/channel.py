@@ -7,7 +7,6 @@ for the caller. Background work runs as asyncio tasks on one loop thread per cha
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import threading
@@ -19,7 +18,7 @@ import grpc
 import grpc.aio
 
 from interceptors.balancing import BalancingInterceptor
-from interceptors.details import AttemptDetails, CallDetails
+from interceptors.details import AttemptDetails
 from resilientrpc._calls import (
     Deserializer,
     ResponseFuture,
@@ -28,8 +27,17 @@ from resilientrpc._calls import (
     deserialize_or_raise,
 )
 from resilientrpc._loop import LoopThread
+from resilientrpc._methods import (
+    EndpointTransport,
+    Invoke,
+    Metadata,
+    MethodCall,
+    Serializer,
+    attempt_kwargs,
+    chain,
+)
 from resilientrpc.balancer import Balancer
-from resilientrpc.config import MethodConfig, ServiceConfig, parse_service_config
+from resilientrpc.config import ServiceConfig, parse_service_config
 from resilientrpc.endpoint import Endpoint, EndpointStatus
 from resilientrpc.options import ChannelOptions, control_options
 from resilientrpc.picker import Picker
@@ -43,68 +51,12 @@ __all__ = ["ResilientChannel"]
 _log = logging.getLogger(__name__)
 _channel_ids = itertools.count(1)
 
-Serializer = Callable[[Any], bytes] | None
-Metadata = Sequence[tuple[str, str | bytes]] | None
-
-
-class _EndpointTransport:
-    """One backend's grpc channel, with its multicallables cached per method."""
-
-    __slots__ = ("_ss", "_su", "_us", "_uu", "channel")
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self.channel = channel
-        self._uu: dict[str, Any] = {}
-        self._us: dict[str, Any] = {}
-        self._su: dict[str, Any] = {}
-        self._ss: dict[str, Any] = {}
-
-    def unary_unary(self, method: str) -> Any:
-        callable_ = self._uu.get(method)
-        if callable_ is None:
-            callable_ = self._uu[method] = self.channel.unary_unary(method, _registered_method=True)
-        return callable_
-
-    def unary_stream(self, method: str) -> Any:
-        callable_ = self._us.get(method)
-        if callable_ is None:
-            callable_ = self._us[method] = self.channel.unary_stream(
-                method, _registered_method=True
-            )
-        return callable_
-
-    def stream_unary(self, method: str) -> Any:
-        callable_ = self._su.get(method)
-        if callable_ is None:
-            callable_ = self._su[method] = self.channel.stream_unary(
-                method, _registered_method=True
-            )
-        return callable_
-
-    def stream_stream(self, method: str) -> Any:
-        callable_ = self._ss.get(method)
-        if callable_ is None:
-            callable_ = self._ss[method] = self.channel.stream_stream(
-                method, _registered_method=True
-            )
-        return callable_
-
-
-def _kwargs(details: AttemptDetails) -> dict[str, Any]:
-    return {
-        "timeout": details.timeout,
-        "metadata": details.metadata,
-        "credentials": details.credentials,
-        "wait_for_ready": details.wait_for_ready,
-        "compression": details.compression,
-    }
-
 
 # The bottom of the chain: send one attempt on the endpoint the balancing step chose.
 def _send_unary_blocking(details: AttemptDetails, payload: Any) -> Any:
     callable_ = details.endpoint.transport.unary_unary(details.method)
     try:
-        response, call = callable_.with_call(payload, **_kwargs(details))
+        response, call = callable_.with_call(payload, **attempt_kwargs(details))
     except grpc.RpcError as error:
         return error
     return UnaryOutcome(response, call)
@@ -112,18 +64,20 @@ def _send_unary_blocking(details: AttemptDetails, payload: Any) -> Any:
 
 def _send_unary_future(details: AttemptDetails, payload: Any) -> Any:
     return details.endpoint.transport.unary_unary(details.method).future(
-        payload, **_kwargs(details)
+        payload, **attempt_kwargs(details)
     )
 
 
 def _send_unary_stream(details: AttemptDetails, payload: Any) -> Any:
-    return details.endpoint.transport.unary_stream(details.method)(payload, **_kwargs(details))
+    return details.endpoint.transport.unary_stream(details.method)(
+        payload, **attempt_kwargs(details)
+    )
 
 
 def _send_stream_blocking(details: AttemptDetails, payloads: Iterator[Any]) -> Any:
     callable_ = details.endpoint.transport.stream_unary(details.method)
     try:
-        response, call = callable_.with_call(payloads, **_kwargs(details))
+        response, call = callable_.with_call(payloads, **attempt_kwargs(details))
     except grpc.RpcError as error:
         return error
     return UnaryOutcome(response, call)
@@ -131,70 +85,17 @@ def _send_stream_blocking(details: AttemptDetails, payloads: Iterator[Any]) -> A
 
 def _send_stream_future(details: AttemptDetails, payloads: Iterator[Any]) -> Any:
     return details.endpoint.transport.stream_unary(details.method).future(
-        payloads, **_kwargs(details)
+        payloads, **attempt_kwargs(details)
     )
 
 
 def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any:
-    return details.endpoint.transport.stream_stream(details.method)(payloads, **_kwargs(details))
+    return details.endpoint.transport.stream_stream(details.method)(
+        payloads, **attempt_kwargs(details)
+    )
 
 
-#: One step of the chain: (call details, request or request iterator) -> call / outcome.
-Invoke = Callable[[Any, Any], Any]
-
-
-def _chain(interceptors: Sequence[Any], hook: str, terminal: Invoke) -> Invoke:
-    """``terminal`` wrapped by ``interceptors`` (first listed is outermost), grpc's contract."""
-    invoke = terminal
-    for interceptor in reversed(interceptors):
-        invoke = functools.partial(getattr(interceptor, hook), invoke)
-    return invoke
-
-
-class _MethodCall:
-    """What every multicallable of one method shares: serialization and call defaults."""
-
-    __slots__ = ("_deserializer", "_method", "_serializer", "_timeout", "_wait_for_ready")
-
-    def __init__(
-        self,
-        method: str,
-        serializer: Serializer,
-        deserializer: Deserializer,
-        method_config: MethodConfig | None,
-    ) -> None:
-        self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
-        self._timeout = method_config.timeout if method_config is not None else None
-        self._wait_for_ready = method_config.wait_for_ready if method_config is not None else None
-
-    def _details(
-        self,
-        timeout: float | None,
-        metadata: Metadata,
-        credentials: grpc.CallCredentials | None,
-        wait_for_ready: bool | None,
-        compression: grpc.Compression | None,
-    ) -> CallDetails:
-        limit = self._timeout
-        if limit is not None and (timeout is None or timeout > limit):
-            timeout = limit
-        if wait_for_ready is None:
-            wait_for_ready = self._wait_for_ready
-        return CallDetails(
-            self._method, timeout, metadata, credentials, wait_for_ready, compression
-        )
-
-    def _serialize(self, request: Any) -> Any:
-        return request if self._serializer is None else self._serializer(request)
-
-    def _serialize_all(self, requests: Iterator[Any]) -> Iterator[Any]:
-        serializer = self._serializer
-        return requests if serializer is None else map(serializer, requests)
-
-
-class _UnaryUnary(_MethodCall, grpc.UnaryUnaryMultiCallable):
+class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
     __slots__ = ("_blocking", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -241,7 +142,7 @@ class _UnaryUnary(_MethodCall, grpc.UnaryUnaryMultiCallable):
         return ResponseFuture(self._future(details, self._serialize(request)), self._deserializer)
 
 
-class _UnaryStream(_MethodCall, grpc.UnaryStreamMultiCallable):
+class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
     __slots__ = ("_invoke",)
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -261,7 +162,7 @@ class _UnaryStream(_MethodCall, grpc.UnaryStreamMultiCallable):
         return ResponseStream(self._invoke(details, self._serialize(request)), self._deserializer)
 
 
-class _StreamUnary(_MethodCall, grpc.StreamUnaryMultiCallable):
+class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
     __slots__ = ("_blocking", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -309,7 +210,7 @@ class _StreamUnary(_MethodCall, grpc.StreamUnaryMultiCallable):
         return ResponseFuture(call, self._deserializer)
 
 
-class _StreamStream(_MethodCall, grpc.StreamStreamMultiCallable):
+class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
     __slots__ = ("_invoke",)
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -387,7 +288,7 @@ class ResilientChannel(grpc.Channel):
 
     # -- endpoint connections (run on the loop thread) ---------------------------------
     def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
-        endpoint.transport = _EndpointTransport(self._options.sync_channel(endpoint.address))
+        endpoint.transport = EndpointTransport(self._options.sync_channel(endpoint.address))
         return self._options.aio_channel(endpoint.address, control_options())
 
     async def _disconnect(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
@@ -398,7 +299,7 @@ class ResilientChannel(grpc.Channel):
 
     # -- the interceptor chain -----------------------------------------------------------
     def _chain(self, hook: str, terminal: Invoke) -> Invoke:
-        return _chain(self._interceptors, hook, terminal)
+        return chain(self._interceptors, hook, terminal)
 
     # -- grpc.Channel --------------------------------------------------------------------
     def unary_unary(

@@ -1,0 +1,152 @@
+"""What both channels share about invoking one method, whichever driver runs the call.
+
+* :class:`MethodCall` - a multicallable's common part: the method's defaults from the
+  service config (``timeout`` caps the caller's, ``waitForReady`` fills it in), the
+  :class:`~interceptors.details.CallDetails` of a call, and request serialization.
+* :func:`chain` - the interceptor chain in grpc's order (first listed is outermost)
+  around the driver's terminal step.
+* :class:`EndpointTransport` and :func:`attempt_kwargs` - the bottom of the chain: one
+  backend's grpc channel (sync or ``grpc.aio``), with its bytes-in / bytes-out
+  multicallables cached per method, and the keyword arguments an attempt is sent with.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import grpc
+
+from interceptors.details import AttemptDetails, CallDetails
+from resilientrpc.config import MethodConfig
+
+__all__ = [
+    "EndpointTransport",
+    "Invoke",
+    "Metadata",
+    "MethodCall",
+    "Serializer",
+    "attempt_kwargs",
+    "chain",
+]
+
+Serializer = Callable[[Any], bytes] | None
+Deserializer = Callable[[bytes], Any] | None
+Metadata = Sequence[tuple[str, str | bytes]] | None
+#: One step of the chain: (call details, request or request iterator) -> call / outcome.
+Invoke = Callable[[Any, Any], Any]
+
+
+class EndpointTransport:
+    """One backend's grpc channel, with its multicallables cached per method.
+
+    The multicallables have no (de)serializers: requests arrive serialized once by the
+    resilient channel, and responses go back up as bytes. ``channel`` may be a
+    ``grpc.Channel`` or a ``grpc.aio.Channel``; both accept ``_registered_method``.
+    """
+
+    __slots__ = ("_ss", "_su", "_us", "_uu", "channel")
+
+    def __init__(self, channel: Any) -> None:
+        self.channel = channel
+        self._uu: dict[str, Any] = {}
+        self._us: dict[str, Any] = {}
+        self._su: dict[str, Any] = {}
+        self._ss: dict[str, Any] = {}
+
+    def unary_unary(self, method: str) -> Any:
+        callable_ = self._uu.get(method)
+        if callable_ is None:
+            callable_ = self._uu[method] = self.channel.unary_unary(method, _registered_method=True)
+        return callable_
+
+    def unary_stream(self, method: str) -> Any:
+        callable_ = self._us.get(method)
+        if callable_ is None:
+            callable_ = self._us[method] = self.channel.unary_stream(
+                method, _registered_method=True
+            )
+        return callable_
+
+    def stream_unary(self, method: str) -> Any:
+        callable_ = self._su.get(method)
+        if callable_ is None:
+            callable_ = self._su[method] = self.channel.stream_unary(
+                method, _registered_method=True
+            )
+        return callable_
+
+    def stream_stream(self, method: str) -> Any:
+        callable_ = self._ss.get(method)
+        if callable_ is None:
+            callable_ = self._ss[method] = self.channel.stream_stream(
+                method, _registered_method=True
+            )
+        return callable_
+
+
+def attempt_kwargs(details: AttemptDetails) -> dict[str, Any]:
+    """The keyword arguments one attempt is sent with on its endpoint's multicallable."""
+    return {
+        "timeout": details.timeout,
+        "metadata": details.metadata,
+        "credentials": details.credentials,
+        "wait_for_ready": details.wait_for_ready,
+        "compression": details.compression,
+    }
+
+
+def chain(interceptors: Sequence[Any], hook: str, terminal: Invoke) -> Invoke:
+    """``terminal`` wrapped by ``interceptors`` (first listed is outermost), grpc's contract.
+
+    The same composition serves both drivers: sync interceptors return calls, ``grpc.aio``
+    ones return coroutines of calls (and the terminal is then a coroutine function).
+    """
+    invoke = terminal
+    for interceptor in reversed(interceptors):
+        invoke = functools.partial(getattr(interceptor, hook), invoke)
+    return invoke
+
+
+class MethodCall:
+    """What every multicallable of one method shares: serialization and call defaults."""
+
+    __slots__ = ("_deserializer", "_method", "_serializer", "_timeout", "_wait_for_ready")
+
+    def __init__(
+        self,
+        method: str,
+        serializer: Serializer,
+        deserializer: Deserializer,
+        method_config: MethodConfig | None,
+    ) -> None:
+        self._method = method
+        self._serializer = serializer
+        self._deserializer = deserializer
+        self._timeout = method_config.timeout if method_config is not None else None
+        self._wait_for_ready = method_config.wait_for_ready if method_config is not None else None
+
+    def _details(
+        self,
+        timeout: float | None,
+        metadata: Metadata,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> CallDetails:
+        limit = self._timeout
+        if limit is not None and (timeout is None or timeout > limit):
+            timeout = limit
+        if wait_for_ready is None:
+            wait_for_ready = self._wait_for_ready
+        return CallDetails(
+            self._method, timeout, metadata, credentials, wait_for_ready, compression
+        )
+
+    def _serialize(self, request: Any) -> Any:
+        return request if self._serializer is None else self._serializer(request)
+
+    def _serialize_all(self, requests: Iterable[Any]) -> Iterable[Any]:
+        serializer = self._serializer
+        return requests if serializer is None else map(serializer, requests)
