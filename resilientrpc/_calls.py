@@ -243,3 +243,11 @@ class ResponseStream(_Delegating):
 
     def result(self, timeout: float | None = None) -> Any:
         return self._call.result(timeout)
+
+    def __del__(self) -> None:
+        # Abandoned unfinished: cancel, so the attempt ends and its done() is reported.
+        # (grpc's own collection-time cancel never runs while a done callback, which
+        # references the call, is registered.)
+        call = self._call
+        if call.is_active():
+            call.cancel()

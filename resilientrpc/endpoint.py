@@ -31,6 +31,9 @@ __all__ = [
 
 Connectivity = grpc.ChannelConnectivity
 
+_OK = grpc.StatusCode.OK
+_CANCELLED = grpc.StatusCode.CANCELLED
+
 #: Seconds over which a latency observation loses ~63 % of its weight (peak-EWMA).
 DEFAULT_DECAY = 10.0
 #: Cost of an endpoint that has calls in flight but no latency sample yet (seconds);
@@ -148,7 +151,9 @@ class Endpoint:
         with self._lock:
             self.outstanding -= 1
             self.calls += 1
-            if outcome.code is not grpc.StatusCode.OK:
+            if outcome.code is _CANCELLED:
+                return  # the caller gave up: says nothing about the endpoint
+            if outcome.code is not _OK:
                 self.failures += 1
                 if outcome.error is not None:
                     self.last_error = outcome.error

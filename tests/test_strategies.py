@@ -219,3 +219,11 @@ def test_outstanding_and_counters_balance() -> None:
     status = endpoint.status()
     assert (status.outstanding, status.calls, status.failures) == (0, 2, 1)
     assert status.last_error == "UNAVAILABLE: down"
+
+
+def test_cancelled_attempts_teach_nothing() -> None:
+    endpoint = Endpoint("10.0.0.1:80")
+    endpoint.begin()
+    endpoint.record(Outcome(grpc.StatusCode.CANCELLED, 5.0))
+    status = endpoint.status()
+    assert (status.outstanding, status.calls, status.failures, status.latency_ms) == (0, 1, 0, None)

@@ -1,0 +1,186 @@
+"""Behaviour specific to the synchronous channel's grpc.Channel / grpc.Call interfaces."""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health
+
+from resilientrpc import ResilientChannel
+from resilientrpc.testing import Backends, Faults, echo_pb2, echo_pb2_grpc
+from resilientrpc.testing.servicer import BackendState, add_backend_services
+
+Start = Callable[..., Backends]
+
+
+def wait_idle(channel: ResilientChannel, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while any(s.outstanding for s in channel.endpoints()):
+        assert time.monotonic() < deadline, channel.endpoints()
+        time.sleep(0.01)
+
+
+def test_future_shapes(backends: Start) -> None:
+    group = backends(2)
+    with ResilientChannel(group.addresses) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        future = stub.Echo.future(echo_pb2.EchoRequest(message="f"), timeout=5)
+        done: list[Any] = []
+        future.add_done_callback(done.append)
+        assert future.result().message == "f"
+        assert future.code() is grpc.StatusCode.OK and done == [future]
+        requests = iter([echo_pb2.EchoRequest(message=m) for m in "ab"])
+        stream_future = stub.ClientStream.future(requests, timeout=5)
+        assert stream_future.result().message == "a,b"
+        reply, call = stub.ClientStream.with_call(iter([echo_pb2.EchoRequest(message="z")]))
+        assert reply.message == "z" and call.code() is grpc.StatusCode.OK
+        wait_idle(channel)
+
+
+def test_request_serialized_once_and_bad_response_is_internal(backends: Start) -> None:
+    group = backends(1)
+    serialized: list[object] = []
+
+    def serialize(request: echo_pb2.EchoRequest) -> bytes:
+        serialized.append(request)
+        return bytes(request.SerializeToString())
+
+    with ResilientChannel(group.addresses) as channel:
+        echo = channel.unary_unary(
+            "/resilientrpc.echo.v1.Echo/Echo",
+            request_serializer=serialize,
+            response_deserializer=echo_pb2.EchoReply.FromString,
+        )
+        assert echo(echo_pb2.EchoRequest(message="once"), timeout=5).message == "once"
+        assert len(serialized) == 1
+
+        def broken(data: bytes) -> object:
+            raise ValueError("not for me")
+
+        garbled = channel.unary_unary(
+            "/resilientrpc.echo.v1.Echo/Echo",
+            request_serializer=serialize,
+            response_deserializer=broken,
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            garbled(echo_pb2.EchoRequest(message="x"), timeout=5)
+        assert caught.value.code() is grpc.StatusCode.INTERNAL
+
+
+def test_abandoned_stream_releases_its_slot(backends: Start) -> None:
+    group = backends(1)
+    with ResilientChannel(group.addresses) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        stream = stub.ServerStream(echo_pb2.EchoRequest(message="x", count=10_000), timeout=30)
+        next(stream)
+        assert channel.endpoints()[0].outstanding == 1
+        del stream
+        gc.collect()
+        wait_idle(channel)
+        assert channel.endpoints()[0].calls == 1
+
+
+def test_failing_request_iterator_releases_its_slot(backends: Start) -> None:
+    group = backends(1)
+
+    def requests() -> Iterator[echo_pb2.EchoRequest]:
+        yield echo_pb2.EchoRequest(message="a")
+        raise RuntimeError("request source broke")
+
+    with ResilientChannel(group.addresses) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.BidiStream(requests(), timeout=5))
+        assert caught.value.code() is grpc.StatusCode.UNKNOWN
+        wait_idle(channel)
+
+
+def test_user_interceptors_and_compression_on_top(backends: Start) -> None:
+    group = backends(1)
+    seen: list[str] = []
+
+    class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        def intercept_unary_unary(
+            self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+        ) -> Any:
+            seen.append(details.method)
+            return continuation(details, request)
+
+    with ResilientChannel(group.addresses) as channel:
+        intercepted = grpc.intercept_channel(channel, Recorder())
+        stub = echo_pb2_grpc.EchoStub(intercepted)
+        reply = stub.Echo(
+            echo_pb2.EchoRequest(message="c"), timeout=5, compression=grpc.Compression.Gzip
+        )
+        assert reply.message == "c"
+        assert seen == ["/resilientrpc.echo.v1.Echo/Echo"]
+
+
+def test_credentials_and_call_credentials_reach_every_backend() -> None:
+    """TLS-style channel credentials and per-call credentials pass through (local creds)."""
+    servers: list[grpc.Server] = []
+    addresses: list[str] = []
+    tokens: list[str] = []
+
+    class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
+        def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+            tokens.extend(v for k, v in details.invocation_metadata if k == "authorization")
+            return continuation(details)
+
+    for index in range(2):
+        server = grpc.server(futures.ThreadPoolExecutor(4), interceptors=[TokenCheck()])
+        state = BackendState(
+            name=f"secure{index}", faults=Faults(), seed=1, health_servicer=health.HealthServicer()
+        )
+        add_backend_services(server, state)
+        port = server.add_secure_port("127.0.0.1:0", grpc.local_server_credentials())
+        server.start()
+        servers.append(server)
+        addresses.append(f"127.0.0.1:{port}")
+    try:
+        credentials = grpc.local_channel_credentials()
+        with ResilientChannel(addresses, credentials=credentials) as channel:
+            grpc.channel_ready_future(channel).result(timeout=5)
+            stub = echo_pb2_grpc.EchoStub(channel)
+            token = grpc.access_token_call_credentials("sesame")
+            names = {
+                stub.Echo(echo_pb2.EchoRequest(message="s"), timeout=5, credentials=token).backend
+                for _ in range(6)
+            }
+            assert names == {"secure0", "secure1"}
+            assert tokens == ["Bearer sesame"] * 6
+    finally:
+        for server in servers:
+            server.stop(0)
+
+
+def test_closed_channel_cancels_waiting_calls(backends: Start) -> None:
+    group = backends(1)
+    address = group.addresses[0]
+    group.stop()
+    channel = ResilientChannel([address])
+    results: list[grpc.StatusCode] = []
+
+    def call() -> None:
+        try:
+            echo_pb2_grpc.EchoStub(channel).Echo(
+                echo_pb2.EchoRequest(message="w"), timeout=10, wait_for_ready=True
+            )
+        except grpc.RpcError as error:
+            results.append(error.code())
+
+    waiter = threading.Thread(target=call)
+    waiter.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    channel.close()
+    waiter.join(5)
+    assert results == [grpc.StatusCode.CANCELLED]
+    assert time.monotonic() - started < 2
