@@ -20,7 +20,7 @@ from resilientrpc.load_report import parse_load_report
 from resilientrpc.picker import PickResult
 from resilientrpc.router import SyncRouter
 
-__all__ = ["BalancingInterceptor", "outcome_of"]
+__all__ = ["BalancingInterceptor", "attempt_details", "outcome_of", "reporter"]
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
@@ -33,6 +33,30 @@ def outcome_of(call: Any, latency: float, with_load: bool) -> Outcome:
     if code is _OK:
         return Outcome(code, latency, load)
     return Outcome(code, latency, load, f"{code.name}: {call.details()}")
+
+
+def attempt_details(details: Any, pick: PickResult, timeout: float | None) -> AttemptDetails:
+    """The details of the attempt the balancing step sends to ``pick``'s endpoint."""
+    return AttemptDetails(
+        details.method,
+        timeout,
+        details.metadata,
+        details.credentials,
+        details.wait_for_ready,
+        details.compression,
+        pick.endpoint,
+    )
+
+
+def reporter(
+    pick: PickResult, *, clock: Callable[[], float], with_load: bool
+) -> Callable[[Any], None]:
+    """The done callback that reports an attempt's finished call to ``pick.done``."""
+
+    def report(call: Any) -> None:
+        pick.done(outcome_of(call, clock() - pick.start, with_load))
+
+    return report
 
 
 class BalancingInterceptor(
@@ -53,15 +77,7 @@ class BalancingInterceptor(
         if isinstance(routed, grpc.RpcError):
             return routed
         pick, timeout = routed
-        attempt = AttemptDetails(
-            details.method,
-            timeout,
-            details.metadata,
-            details.credentials,
-            details.wait_for_ready,
-            details.compression,
-            pick.endpoint,
-        )
+        attempt = attempt_details(details, pick, timeout)
         try:
             call = continuation(attempt, request)
         except BaseException:
@@ -71,13 +87,7 @@ class BalancingInterceptor(
         return call
 
     def _reporter(self, pick: PickResult) -> Callable[[Any], None]:
-        clock = self._clock
-        with_load = self._with_load
-
-        def report(call: Any) -> None:
-            pick.done(outcome_of(call, clock() - pick.start, with_load))
-
-        return report
+        return reporter(pick, clock=self._clock, with_load=self._with_load)
 
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any

@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from interceptors.balancing import BalancingInterceptor
+# A module import, not a name import: ``import interceptors`` first loads resilientrpc,
+# and so this module, while interceptors.balancing is still half initialized.
+import interceptors.balancing
 from interceptors.details import AttemptDetails
 from resilientrpc._calls import (
     Deserializer,
@@ -264,7 +266,9 @@ class ResilientChannel(grpc.Channel):
         self._balancer = Balancer(strategy, clock=clock)
         self._router = SyncRouter(self._balancer, clock=clock)
         self._interceptors: list[Any] = [
-            BalancingInterceptor(self._router, with_load=strategy.uses_load_reports, clock=clock)
+            interceptors.balancing.BalancingInterceptor(
+                self._router, with_load=strategy.uses_load_reports, clock=clock
+            )
         ]
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider

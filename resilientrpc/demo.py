@@ -68,7 +68,9 @@ def run_strategy(
                 metadata = [("x-user", f"user-{worker}-{index % 16}")]
                 started = time.perf_counter()
                 try:
-                    reply = stub.Echo(echo_pb2.EchoRequest(message="demo"), timeout=2, metadata=metadata)
+                    reply = stub.Echo(
+                        echo_pb2.EchoRequest(message="demo"), timeout=2, metadata=metadata
+                    )
                 except grpc.RpcError as error:
                     backend = error.details().split(" on ")[-1] if error.details() else "?"
                     with lock:
@@ -103,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{backends[1].address}, flaky ({args.flaky:.0%} UNAVAILABLE) {backends[2].address}"
         )
         print(f"{args.calls} calls per strategy over {args.threads} threads\n")
-        for name, settings in STRATEGIES.items():
+        for name, default_settings in STRATEGIES.items():
+            settings = default_settings
             if name == "weighted_round_robin":
                 settings = {"weights": dict(zip(backends.addresses, [3, 1, 1], strict=True))}
             rows = run_strategy(

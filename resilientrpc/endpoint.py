@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import grpc
 
@@ -22,6 +22,7 @@ from resilientrpc.load_report import LoadReport
 
 __all__ = [
     "DEFAULT_DECAY",
+    "MIN_SAMPLE_WEIGHT",
     "UNSAMPLED_PENALTY",
     "Connectivity",
     "Endpoint",
@@ -36,14 +37,22 @@ _CANCELLED = grpc.StatusCode.CANCELLED
 
 #: Seconds over which a latency observation loses ~63 % of its weight (peak-EWMA).
 DEFAULT_DECAY = 10.0
+#: The least weight one latency sample gets in the estimate. The time-based weight alone
+#: (exp(-elapsed / decay)) gives a sample almost nothing when calls arrive every
+#: millisecond, so one noisy spike would stick for ~decay seconds; with this floor a run of
+#: fast responses pulls a spike down within a few dozen calls, while at low call rates the
+#: time constant still rules.
+MIN_SAMPLE_WEIGHT = 0.1
+_MAX_KEEP = 1.0 - MIN_SAMPLE_WEIGHT
 #: Cost of an endpoint that has calls in flight but no latency sample yet (seconds);
 #: large enough that such an endpoint is chosen only when nothing else is.
 UNSAMPLED_PENALTY = 1.0e6
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What one attempt on one endpoint came to, as reported through ``done``.
+
+    (A named tuple rather than a frozen dataclass: one is built for every attempt.)
 
     >>> Outcome(grpc.StatusCode.OK, 0.0042)
     Outcome(code=<StatusCode.OK: (0, 'ok')>, latency=0.0042, load=None, error=None)
@@ -164,7 +173,7 @@ class Endpoint:
                 if rtt > previous:
                     self._ewma = rtt  # peak: a slow response counts in full at once
                 else:
-                    w = math.exp(-max(now - self._ewma_stamp, 0.0) / self._decay)
+                    w = min(math.exp(-max(now - self._ewma_stamp, 0.0) / self._decay), _MAX_KEEP)
                     self._ewma = previous * w + rtt * (1.0 - w)
             self._ewma_stamp = now
             load = outcome.load

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import grpc
 
@@ -24,8 +24,11 @@ __all__ = [
     "PickResult",
     "Picker",
     "aggregate_state",
+    "deadline_status",
     "decide",
     "no_endpoint_details",
+    "no_endpoint_status",
+    "route",
 ]
 
 Metadata = Sequence[tuple[str, str | bytes]]
@@ -33,8 +36,7 @@ Metadata = Sequence[tuple[str, str | bytes]]
 Chooser = Callable[[Metadata | None], Endpoint | None]
 
 
-@dataclass(frozen=True, slots=True)
-class PickResult:
+class PickResult(NamedTuple):
     """The endpoint chosen for one attempt, and the ``done`` its outcome must be reported to."""
 
     endpoint: Endpoint
@@ -117,6 +119,36 @@ def decide(picker: Picker, wait_for_ready: bool) -> Decision:
     if state is Connectivity.CONNECTING or wait_for_ready:
         return Decision.WAIT
     return Decision.FAIL
+
+
+def route(picker: Picker, metadata: Metadata | None, wait_for_ready: bool) -> PickResult | Decision:
+    """One routing step of a call against ``picker``: a pick to send on, or WAIT / FAIL.
+
+    Both drivers loop on this, waiting for the next picker (their only difference) after
+    WAIT. A READY picker whose strategy finds nothing for this call counts as no endpoint.
+    """
+    decision = decide(picker, wait_for_ready)
+    if decision is Decision.SEND:
+        result = picker.pick(metadata)
+        if result is not None:
+            return result
+        return Decision.WAIT if wait_for_ready else Decision.FAIL
+    return decision
+
+
+def no_endpoint_status(picker: Picker) -> tuple[grpc.StatusCode, str]:
+    """Status of a call that found no endpoint and may not wait: CANCELLED once closed."""
+    if picker.state is Connectivity.SHUTDOWN:
+        return grpc.StatusCode.CANCELLED, "channel closed"
+    return grpc.StatusCode.UNAVAILABLE, no_endpoint_details(picker)
+
+
+def deadline_status(picker: Picker) -> tuple[grpc.StatusCode, str]:
+    """Status of a call whose deadline passed while it waited for an endpoint."""
+    return (
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        "deadline exceeded while waiting for an endpoint; " + no_endpoint_details(picker),
+    )
 
 
 def no_endpoint_details(picker: Picker) -> str:

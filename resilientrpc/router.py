@@ -1,6 +1,6 @@
 """Routing one attempt: pick now, wait for a picker that can take it, or fail at once.
 
-The decision is :func:`resilientrpc.picker.decide`, shared by both drivers; this module
+The decision is :func:`resilientrpc.picker.route`, shared by both drivers; this module
 is the synchronous driver's waiting around it (a condition variable the balancer's
 listener notifies). The asyncio twin waits on an asyncio event instead.
 """
@@ -15,23 +15,26 @@ import grpc
 
 from resilientrpc._calls import LocalRpcError
 from resilientrpc.balancer import Balancer
-from resilientrpc.picker import Decision, Metadata, Picker, PickResult, decide, no_endpoint_details
+from resilientrpc.picker import (
+    Decision,
+    Metadata,
+    Picker,
+    PickResult,
+    deadline_status,
+    no_endpoint_status,
+    route,
+)
 
 __all__ = ["SyncRouter", "no_endpoint_error"]
 
 
 def no_endpoint_error(picker: Picker) -> LocalRpcError:
     """The error of a call that found no endpoint and may not wait (or the channel closed)."""
-    if picker.state is grpc.ChannelConnectivity.SHUTDOWN:
-        return LocalRpcError(grpc.StatusCode.CANCELLED, "channel closed")
-    return LocalRpcError(grpc.StatusCode.UNAVAILABLE, no_endpoint_details(picker))
+    return LocalRpcError(*no_endpoint_status(picker))
 
 
 def deadline_error(picker: Picker) -> LocalRpcError:
-    return LocalRpcError(
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        "deadline exceeded while waiting for an endpoint; " + no_endpoint_details(picker),
-    )
+    return LocalRpcError(*deadline_status(picker))
 
 
 class SyncRouter:
@@ -60,14 +63,11 @@ class SyncRouter:
         with self._changed:
             while True:
                 picker = self._balancer.picker
-                decision = decide(picker, wait_for_ready)
-                if decision is Decision.SEND:
-                    result = picker.pick(metadata)
-                    if result is not None:
-                        remaining = None if deadline is None else deadline - self._clock()
-                        return result, remaining
-                    decision = Decision.WAIT if wait_for_ready else Decision.FAIL
-                if decision is Decision.FAIL:
+                step = route(picker, metadata, wait_for_ready)
+                if isinstance(step, PickResult):
+                    remaining = None if deadline is None else deadline - self._clock()
+                    return step, remaining
+                if step is Decision.FAIL:
                     return no_endpoint_error(picker)
                 if deadline is None:
                     self._changed.wait()

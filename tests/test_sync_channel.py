@@ -106,7 +106,7 @@ def test_user_interceptors_and_compression_on_top(backends: Start) -> None:
     group = backends(1)
     seen: list[str] = []
 
-    class Recorder(grpc.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    class Recorder(grpc.UnaryUnaryClientInterceptor):
         def intercept_unary_unary(
             self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
         ) -> Any:
@@ -129,7 +129,7 @@ def test_credentials_and_call_credentials_reach_every_backend() -> None:
     addresses: list[str] = []
     tokens: list[str] = []
 
-    class TokenCheck(grpc.ServerInterceptor):  # type: ignore[misc]
+    class TokenCheck(grpc.ServerInterceptor):
         def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
             tokens.extend(v for k, v in details.invocation_metadata if k == "authorization")
             return continuation(details)

@@ -147,3 +147,7 @@ class SyncTwin:
 
 
 TWINS: list[Twin] = [SyncTwin()]
+
+from tests.aio_twin import AioTwin  # noqa: E402 - the asyncio twin joins the suite here
+
+TWINS.append(AioTwin())

@@ -29,6 +29,8 @@ from resilientrpc.bench.drivers import (
     NATIVE_ROUND_ROBIN_OPTIONS,
     READY_TIMEOUT,
     REQUEST,
+    WARM_CONCURRENCY,
+    WARM_SECONDS,
     Driver,
     Load,
     Opened,
@@ -57,9 +59,7 @@ def aio_twin_available() -> bool:
     return hasattr(module, "ResilientChannel")
 
 
-async def _aio_loop(
-    stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load
-) -> None:
+async def _aio_loop(stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load) -> None:
     """The measured loop of one caller task; identical for every variant."""
     echo = stub.Echo
     clock = time.perf_counter
@@ -101,7 +101,9 @@ class AioDriver(Driver):
         opened = self._run(self._open(variant))
         try:
             self._run(self._wait_ready(opened))
-            self.sequential(opened, calls=warm_calls, seconds=READY_TIMEOUT)
+            self.concurrent(
+                opened, concurrency=WARM_CONCURRENCY, calls=warm_calls, seconds=WARM_SECONDS
+            )
         except BaseException:
             self.close(opened)
             raise
@@ -145,9 +147,7 @@ class AioDriver(Driver):
     def sequential(self, opened: Opened, *, calls: int, seconds: float) -> Load:
         return self.concurrent(opened, concurrency=1, calls=calls, seconds=seconds)
 
-    def concurrent(
-        self, opened: Opened, *, concurrency: int, calls: int, seconds: float
-    ) -> Load:
+    def concurrent(self, opened: Opened, *, concurrency: int, calls: int, seconds: float) -> Load:
         return self._run(self._concurrent(opened, concurrency, calls, seconds))
 
     async def _concurrent(

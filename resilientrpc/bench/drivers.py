@@ -35,6 +35,8 @@ __all__ = [
     "NATIVE_ROUND_ROBIN_OPTIONS",
     "READY_TIMEOUT",
     "REQUEST",
+    "WARM_CONCURRENCY",
+    "WARM_SECONDS",
     "Driver",
     "Load",
     "Opened",
@@ -47,6 +49,9 @@ __all__ = [
 CALL_TIMEOUT = 5.0
 #: Seconds a variant has to connect to every backend before the benchmark gives up.
 READY_TIMEOUT = 15.0
+#: Concurrent callers, and the most seconds, of the warm-up after a variant is ready.
+WARM_CONCURRENCY = 4
+WARM_SECONDS = 5.0
 #: The request header ring_hash hashes; keyed variants send a random value per call.
 KEY_HEADER = "x-key"
 #: The one request every measured call sends.
@@ -135,9 +140,7 @@ class Driver(abc.ABC):
         """One caller: up to ``calls`` calls, one after another, for at most ``seconds``."""
 
     @abc.abstractmethod
-    def concurrent(
-        self, opened: Opened, *, concurrency: int, calls: int, seconds: float
-    ) -> Load:
+    def concurrent(self, opened: Opened, *, concurrency: int, calls: int, seconds: float) -> Load:
         """``concurrency`` callers sharing a budget of ``calls`` calls and ``seconds``."""
 
     @abc.abstractmethod
@@ -151,9 +154,7 @@ class Driver(abc.ABC):
 # ----------------------------------------------------------------------- sync twin
 
 
-def _sync_loop(
-    stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load
-) -> None:
+def _sync_loop(stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load) -> None:
     """The measured loop of one caller thread; identical for every variant."""
     echo = stub.Echo
     clock = time.perf_counter
@@ -201,7 +202,9 @@ class SyncDriver(Driver):
         opened = Opened(variant, channel, echo_pb2_grpc.EchoStub(channel))
         try:
             self._wait_ready(opened)
-            self.sequential(opened, calls=warm_calls, seconds=READY_TIMEOUT)
+            self.concurrent(
+                opened, concurrency=WARM_CONCURRENCY, calls=warm_calls, seconds=WARM_SECONDS
+            )
         except BaseException:
             self.close(opened)
             raise
@@ -213,13 +216,15 @@ class SyncDriver(Driver):
         deadline = time.monotonic() + READY_TIMEOUT
         if variant.kind == "resilient":
             channel: resilientrpc.ResilientChannel = opened.channel
-            while not all(status.available for status in channel.endpoints()) or len(
-                channel.endpoints()
-            ) < len(variant.addresses):
+            while True:
+                statuses = channel.endpoints()
+                if len(statuses) >= len(variant.addresses) and all(
+                    status.available for status in statuses
+                ):
+                    return
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"{variant.label}: endpoints not ready: {channel.endpoints()}")
+                    raise TimeoutError(f"{variant.label}: endpoints not ready: {statuses}")
                 time.sleep(0.01)
-            return
         # grpc channels: call until every backend has answered at least once.
         wanted = len(variant.addresses) if variant.kind == "native" else 1
         seen: set[str] = set()
@@ -233,14 +238,17 @@ class SyncDriver(Driver):
         load = Load()
         began = time.perf_counter()
         _sync_loop(
-            opened.stub, opened.variant.keyed, calls, began + seconds, self._seeds.getrandbits(32), load
+            opened.stub,
+            opened.variant.keyed,
+            calls,
+            began + seconds,
+            self._seeds.getrandbits(32),
+            load,
         )
         load.elapsed = time.perf_counter() - began
         return load
 
-    def concurrent(
-        self, opened: Opened, *, concurrency: int, calls: int, seconds: float
-    ) -> Load:
+    def concurrent(self, opened: Opened, *, concurrency: int, calls: int, seconds: float) -> Load:
         per_caller = max(1, math.ceil(calls / concurrency))
         loads = [Load() for _ in range(concurrency)]
         seeds = [self._seeds.getrandbits(32) for _ in range(concurrency)]

@@ -39,7 +39,7 @@ class Fleet:
 
     >>> with Fleet(["b0", "slow"], mode="process",
     ...            faults={"slow": Faults(latency=0.02)}) as fleet:  # doctest: +SKIP
-    ...     fleet.addresses, fleet.name_of("slow")
+    ...     fleet.addresses, fleet.names
     """
 
     def __init__(

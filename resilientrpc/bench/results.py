@@ -72,8 +72,6 @@ class Row:
     value: float
     goal: Goal | None = None
     context: str = ""
-    #: How ``value`` reads: a ratio ("x") or a share of calls ("%").
-    unit: Literal["x", "%"] = "x"
 
     @property
     def verdict(self) -> str:
@@ -87,8 +85,8 @@ class Row:
         """The value as the table shows it."""
         if math.isnan(self.value):
             return "n/a"
-        if self.unit == "%":
-            return f"{self.value * 100:.1f} %"
+        if self.goal is not None and round(self.value, 2) == self.goal.limit:
+            return f"{self.value:.3f}x"  # two decimals would hide which side of the goal
         return f"{self.value:.2f}x"
 
 

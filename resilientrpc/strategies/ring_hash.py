@@ -99,7 +99,8 @@ class RingHashStrategy(Strategy):
         header = self.header
         owners = ring.owners
         candidates = ring.members
-        usable = [e in ready for e in candidates]
+        ready_set = set(ready)
+        usable = [e in ready_set for e in candidates]
         size = len(owners)
         getrandbits = self.rng.getrandbits
 

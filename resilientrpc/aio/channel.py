@@ -1,0 +1,447 @@
+"""The asyncio :class:`ResilientChannel`: a ``grpc.aio.Channel`` over many backends.
+
+The twin of :mod:`resilientrpc.channel`, and as thin: validation, the balancer, the
+strategies, the supervisor, per-method defaults and the interceptor chain are the same
+code. Each call is serialized once, passed down the chain (the balancing step last) and
+sent as bytes on the chosen endpoint's own ``grpc.aio`` channel - which is also the
+connection the supervisor watches - and its responses are deserialized for the caller.
+
+On the hot path (a READY picker, no interceptor in front of the balancing step) a call
+picks its endpoint synchronously and the endpoint's call is returned at once, wrapped;
+otherwise a task runs the chain, waiting for an endpoint when gRPC's semantics say so.
+Background work runs on the caller's event loop: from the constructor when that runs
+inside a loop, otherwise from the channel's first use there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import grpc
+import grpc.aio
+
+from interceptors.aio.balancing import BalancingInterceptor
+from interceptors.details import AttemptDetails
+from resilientrpc._calls import Deserializer
+from resilientrpc._methods import (
+    EndpointTransport,
+    Invoke,
+    Metadata,
+    MethodCall,
+    Serializer,
+    attempt_kwargs,
+    chain,
+)
+from resilientrpc.aio._calls import (
+    RequestPipe,
+    StreamStreamCall,
+    StreamUnaryCall,
+    UnaryStreamCall,
+    UnaryUnaryCall,
+    serialize_requests,
+)
+from resilientrpc.aio.router import AsyncRouter
+from resilientrpc.balancer import Balancer
+from resilientrpc.config import ServiceConfig, parse_service_config
+from resilientrpc.endpoint import Endpoint, EndpointStatus
+from resilientrpc.options import ChannelOptions, control_options
+from resilientrpc.strategies import build_strategy
+from resilientrpc.supervisor import Supervisor
+from resilientrpc.targets import parse_targets
+
+__all__ = ["ResilientChannel"]
+
+_READY = grpc.ChannelConnectivity.READY
+_SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN
+#: Starts one attempt on its endpoint, synchronously: the bottom of the chain.
+_Start = Callable[[AttemptDetails, Any], Any]
+
+
+# The bottom of the chain: start one attempt on the endpoint the balancing step chose.
+def _start_unary_unary(details: AttemptDetails, payload: Any) -> Any:
+    callable_ = details.endpoint.transport.unary_unary(details.method)
+    return callable_(payload, **attempt_kwargs(details))
+
+
+def _start_unary_stream(details: AttemptDetails, payload: Any) -> Any:
+    callable_ = details.endpoint.transport.unary_stream(details.method)
+    return callable_(payload, **attempt_kwargs(details))
+
+
+def _start_stream_unary(details: AttemptDetails, payloads: Any) -> Any:
+    callable_ = details.endpoint.transport.stream_unary(details.method)
+    return callable_(payloads, **attempt_kwargs(details))
+
+
+def _start_stream_stream(details: AttemptDetails, payloads: Any) -> Any:
+    callable_ = details.endpoint.transport.stream_stream(details.method)
+    return callable_(payloads, **attempt_kwargs(details))
+
+
+def _continuation(start: _Start) -> Invoke:
+    """``start`` as the coroutine continuation a ``grpc.aio`` interceptor awaits."""
+
+    async def send(details: AttemptDetails, request: Any) -> Any:
+        return start(details, request)
+
+    return send
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+class _AioMethodCall(MethodCall):
+    """A multicallable of the asyncio channel: the hot path, else a task running the chain."""
+
+    def __init__(
+        self,
+        channel: ResilientChannel,
+        method: str,
+        serializer: Serializer,
+        deserializer: Deserializer,
+        hook: str,
+        start: _Start,
+    ) -> None:
+        super().__init__(method, serializer, deserializer, channel.config.method_config(method))
+        self._channel = channel
+        self._start = start
+        self._direct = channel._direct
+        self._invoke = channel._chain(hook, _continuation(start))
+
+    def _begin(
+        self,
+        request: Any,
+        timeout: float | None,
+        metadata: Metadata,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+        chain_request: Any = None,
+    ) -> tuple[Any, asyncio.Task[Any] | None, float | None]:
+        """Start the call: (endpoint call, None, None) on the hot path, else (None, task, deadline).
+
+        ``chain_request`` replaces ``request`` for the chain when they differ (the pipe of
+        ``write()`` requests, which the hot path does not need).
+        """
+        channel = self._channel
+        if not channel._started:
+            channel._start()
+        details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+        direct = self._direct
+        if direct is not None:
+            call = direct.send_now(details, request, self._start)
+            if call is not None:
+                return call, None, None
+        if chain_request is None:
+            chain_request = request
+        task = asyncio.ensure_future(self._invoke(details, chain_request))
+        return None, task, _deadline(details.timeout)
+
+
+class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> UnaryUnaryCall:
+        call, task, deadline = self._begin(
+            self._serialize(request), timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return UnaryUnaryCall(self._deserializer, call, task, deadline)
+
+
+class _UnaryStream(_AioMethodCall, grpc.aio.UnaryStreamMultiCallable):
+    def __call__(
+        self,
+        request: Any,
+        *,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> UnaryStreamCall:
+        call, task, deadline = self._begin(
+            self._serialize(request), timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return UnaryStreamCall(self._deserializer, call, task, deadline)
+
+
+class _StreamingRequests(_AioMethodCall):
+    def _begin_stream(
+        self,
+        request_iterator: Any,
+        timeout: float | None,
+        metadata: Metadata,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> tuple[Any, asyncio.Task[Any] | None, float | None, RequestPipe | None]:
+        """Start a request-streaming call: :meth:`_begin`'s result and the pipe if any.
+
+        Without a request iterator the caller writes with ``write()``: on the hot path
+        straight to the endpoint call, otherwise into a pipe the chain reads from.
+        """
+        requests = serialize_requests(request_iterator, self._serializer)
+        pipe = RequestPipe() if request_iterator is None else None
+        call, task, deadline = self._begin(
+            requests, timeout, metadata, credentials, wait_for_ready, compression, pipe
+        )
+        return call, task, deadline, None if call is not None else pipe
+
+
+class _StreamUnary(_StreamingRequests, grpc.aio.StreamUnaryMultiCallable):
+    def __call__(
+        self,
+        request_iterator: Any = None,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> StreamUnaryCall:
+        call, task, deadline, pipe = self._begin_stream(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return StreamUnaryCall(self._deserializer, call, task, deadline, self._serializer, pipe)
+
+
+class _StreamStream(_StreamingRequests, grpc.aio.StreamStreamMultiCallable):
+    def __call__(
+        self,
+        request_iterator: Any = None,
+        timeout: float | None = None,
+        metadata: Metadata = None,
+        credentials: grpc.CallCredentials | None = None,
+        wait_for_ready: bool | None = None,
+        compression: grpc.Compression | None = None,
+    ) -> StreamStreamCall:
+        call, task, deadline, pipe = self._begin_stream(
+            request_iterator, timeout, metadata, credentials, wait_for_ready, compression
+        )
+        return StreamStreamCall(self._deserializer, call, task, deadline, self._serializer, pipe)
+
+
+class ResilientChannel(grpc.aio.Channel):
+    """A ``grpc.aio.Channel`` that spreads every call over many backends.
+
+    >>> async with ResilientChannel(["127.0.0.1:50051", "127.0.0.1:50052"]) as channel:
+    ...     reply = await EchoStub(channel).Echo(EchoRequest(message="hi"), timeout=1.0)
+    ... # doctest: +SKIP
+
+    Arguments and validation are those of :class:`resilientrpc.ResilientChannel`: a bad
+    value raises :class:`resilientrpc.ConfigError` naming the field, from the
+    constructor, before anything starts. Failed calls raise ``grpc.aio.AioRpcError``.
+    """
+
+    def __init__(
+        self,
+        targets: Sequence[str] | str,
+        *,
+        config: Any = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        # Validate everything first: nothing starts on bad input.
+        self.config: ServiceConfig = parse_service_config(config)
+        target = parse_targets(targets)
+        self._options = ChannelOptions.build(options, credentials)
+        strategy = build_strategy(self.config.load_balancing, clock=clock)
+        # One grpc.aio channel per endpoint carries the calls and is the one watched, so it
+        # gets the quick reconnect backoff of a control channel, unless the user set one.
+        named = {name for name, _value in self._options.options}
+        self._endpoint_options = tuple(o for o in control_options() if o[0] not in named)
+        self._balancer = Balancer(strategy, clock=clock)
+        self._router = AsyncRouter(self._balancer, clock=clock)
+        balancing = BalancingInterceptor(
+            self._router, with_load=strategy.uses_load_reports, clock=clock
+        )
+        self._interceptors: list[Any] = [balancing]
+        self._tracer_provider = tracer_provider
+        self._meter_provider = meter_provider
+        self._supervisor = Supervisor(
+            self._balancer, target, connect=self._connect, disconnect=self._disconnect
+        )
+        self._started = False
+        self._closed = False
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by the first use on a loop
+        self._start()
+
+    def _start(self) -> None:
+        """Start the background on the running loop (raises RuntimeError outside one)."""
+        asyncio.get_running_loop()
+        if self._started or self._closed:
+            return
+        self._started = True
+        self._supervisor.start()
+
+    # -- endpoint connections (on the channel's loop) ------------------------------------
+    def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
+        channel = self._options.aio_channel(endpoint.address, self._endpoint_options)
+        endpoint.transport = EndpointTransport(channel)
+        return channel
+
+    async def _disconnect(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
+        await control.close()
+        # Let the grpc channel go now: grpc.aio shuts its machinery down with the last
+        # channel, and a channel kept alive past its event loop ties grpc to that loop.
+        endpoint.transport = None
+
+    # -- the interceptor chain -----------------------------------------------------------
+    @property
+    def _direct(self) -> BalancingInterceptor | None:
+        """The balancing step, when nothing stands in front of it (the hot path)."""
+        if len(self._interceptors) == 1:
+            direct: BalancingInterceptor = self._interceptors[0]
+            return direct
+        return None
+
+    def _chain(self, hook: str, terminal: Invoke) -> Invoke:
+        return chain(self._interceptors, hook, terminal)
+
+    # -- grpc.aio.Channel ----------------------------------------------------------------
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.UnaryUnaryMultiCallable:
+        return _UnaryUnary(
+            self,
+            method,
+            request_serializer,
+            response_deserializer,
+            "intercept_unary_unary",
+            _start_unary_unary,
+        )
+
+    def unary_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.UnaryStreamMultiCallable:
+        return _UnaryStream(
+            self,
+            method,
+            request_serializer,
+            response_deserializer,
+            "intercept_unary_stream",
+            _start_unary_stream,
+        )
+
+    def stream_unary(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.StreamUnaryMultiCallable:
+        return _StreamUnary(
+            self,
+            method,
+            request_serializer,
+            response_deserializer,
+            "intercept_stream_unary",
+            _start_stream_unary,
+        )
+
+    def stream_stream(
+        self,
+        method: str,
+        request_serializer: Serializer = None,
+        response_deserializer: Deserializer = None,
+        _registered_method: bool | None = False,
+    ) -> grpc.aio.StreamStreamMultiCallable:
+        return _StreamStream(
+            self,
+            method,
+            request_serializer,
+            response_deserializer,
+            "intercept_stream_stream",
+            _start_stream_stream,
+        )
+
+    def get_state(self, try_to_connect: bool = False) -> grpc.ChannelConnectivity:
+        """The channel's aggregate state: READY while any endpoint can take traffic.
+
+        Endpoints always try to connect, so ``try_to_connect`` changes nothing; called on
+        a loop, this starts the channel's background if nothing has yet.
+        """
+        if not self._started:
+            with contextlib.suppress(RuntimeError):  # no running loop: the state as it stands
+                self._start()
+        return self._balancer.picker.state
+
+    async def wait_for_state_change(self, last_observed_state: grpc.ChannelConnectivity) -> None:
+        """Return once the channel's state differs from ``last_observed_state``."""
+        self._start()
+        while self._balancer.picker.state is last_observed_state:
+            await self._router.changed()
+
+    async def channel_ready(self) -> None:
+        """Wait until at least one endpoint can take traffic.
+
+        Raises ``grpc.aio.UsageError`` if the channel is (or gets) closed meanwhile.
+        """
+        state = self.get_state(try_to_connect=True)
+        while state is not _READY:
+            if state is _SHUTDOWN:
+                raise grpc.aio.UsageError("Channel is closed.")
+            await self.wait_for_state_change(state)
+            state = self.get_state(try_to_connect=True)
+
+    # -- status and lifetime ------------------------------------------------------------
+    def endpoints(self) -> list[EndpointStatus]:
+        """A snapshot of every endpoint's status."""
+        return self._balancer.statuses()
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop all background work and close every connection; idempotent.
+
+        New calls and calls still waiting for an endpoint end with CANCELLED ("channel
+        closed") at once; calls in flight get ``grace`` seconds to finish (none by
+        default), then are cancelled by their endpoint channels closing.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        self._balancer.shutdown()
+        if grace:
+            await asyncio.gather(
+                *(
+                    endpoint.transport.channel.close(grace)
+                    for endpoint in self._balancer.endpoints
+                    if endpoint.transport is not None
+                )
+            )
+        await self._supervisor.aclose()
+
+    async def __aenter__(self) -> ResilientChannel:
+        self._start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        addresses = [e.address for e in self._balancer.endpoints]
+        return f"<aio.ResilientChannel {self._balancer.strategy.name} {addresses}>"

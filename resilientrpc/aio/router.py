@@ -1,0 +1,92 @@
+"""Routing one attempt of the asyncio twin: pick now, wait for a better picker, or fail.
+
+The decision is :func:`resilientrpc.picker.route`, shared with the synchronous
+:class:`~resilientrpc.router.SyncRouter`; this module is only the asyncio waiting around
+it. The balancer runs on the same event loop as the calls here, so its picker listener
+simply resolves the future that waiting calls share; no lock and no thread hop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import grpc
+
+from resilientrpc.aio._calls import rpc_error
+from resilientrpc.balancer import Balancer
+from resilientrpc.picker import (
+    Decision,
+    Metadata,
+    Picker,
+    PickResult,
+    deadline_status,
+    no_endpoint_status,
+    route,
+)
+
+__all__ = ["AsyncRouter"]
+
+_READY = grpc.ChannelConnectivity.READY
+
+
+class AsyncRouter:
+    """Picks endpoints for asyncio callers, waiting when gRPC semantics say to wait."""
+
+    def __init__(self, balancer: Balancer, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._balancer = balancer
+        self._clock = clock
+        self._next: asyncio.Future[Picker] | None = None
+        balancer.add_listener(self._on_picker)
+
+    def _on_picker(self, picker: Picker) -> None:
+        waiter, self._next = self._next, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(picker)
+
+    async def changed(self, timeout: float | None = None) -> bool:
+        """Wait for the next published picker; False if ``timeout`` passes first.
+
+        Waiters share one future, so a cancelled waiter never disturbs the others.
+        """
+        waiter = self._next
+        if waiter is None or waiter.done():
+            waiter = self._next = asyncio.get_running_loop().create_future()
+        done, _pending = await asyncio.wait((waiter,), timeout=timeout)
+        return bool(done)
+
+    def pick_now(self, metadata: Metadata | None) -> PickResult | None:
+        """The hot path: an endpoint from a READY picker, synchronously; None otherwise."""
+        picker = self._balancer.picker
+        if picker.state is _READY:
+            return picker.pick(metadata)
+        return None
+
+    async def pick(
+        self, metadata: Metadata | None, wait_for_ready: bool, timeout: float | None
+    ) -> tuple[PickResult, float | None]:
+        """An endpoint for one attempt and the timeout left for it.
+
+        Raises ``grpc.aio.AioRpcError``: UNAVAILABLE naming every address when no endpoint
+        can take the call and it may not wait, DEADLINE_EXCEEDED when its deadline passes
+        while it waits, CANCELLED once the channel is closed.
+        """
+        result = self.pick_now(metadata)
+        if result is not None:
+            return result, timeout
+        deadline = None if timeout is None else self._clock() + timeout
+        while True:
+            picker = self._balancer.picker
+            step = route(picker, metadata, wait_for_ready)
+            if isinstance(step, PickResult):
+                return step, None if deadline is None else deadline - self._clock()
+            if step is Decision.FAIL:
+                raise rpc_error(*no_endpoint_status(picker))
+            if deadline is None:
+                await self.changed()
+                continue
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise rpc_error(*deadline_status(picker))
+            await self.changed(remaining)
