@@ -20,7 +20,10 @@ from resilientrpc.load_report import parse_load_report
 from resilientrpc.picker import PickResult
 from resilientrpc.router import SyncRouter
 
-__all__ = ["BalancingInterceptor", "attempt_details", "outcome_of", "reporter"]
+__all__ = ["NOT_NOW", "BalancingInterceptor", "attempt_details", "outcome_of", "reporter"]
+
+#: What :meth:`BalancingInterceptor.call_now` returns when the call must take the chain.
+NOT_NOW: Any = object()
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
@@ -71,6 +74,42 @@ class BalancingInterceptor(
         self._router = router
         self._with_load = with_load
         self._clock = clock
+
+    def call_now(self, details: Any, payload: Any) -> Any:
+        """A blocking unary call sent at once, when an endpoint can take it now.
+
+        The channel's hot path, for when this step is the whole chain: the same pick,
+        send and report as :meth:`intercept_unary_unary`, without the call objects the
+        interceptor contract needs (grpc's ``with_call`` rendezvous, the outcome wrapper),
+        which cost more than the rest of the step. Returns the response bytes, raises the
+        call's ``grpc.RpcError``, or returns :data:`NOT_NOW` when the call has to wait or
+        fail, or when load reports must be read from the call; the caller then takes the
+        chain.
+        """
+        if self._with_load:
+            return NOT_NOW
+        pick = self._router.pick_now(details.metadata)
+        if pick is None:
+            return NOT_NOW
+        clock = self._clock
+        send = pick.endpoint.transport.unary_unary(details.method)
+        try:
+            response = send(
+                payload,
+                timeout=details.timeout,
+                metadata=details.metadata,
+                credentials=details.credentials,
+                wait_for_ready=details.wait_for_ready,
+                compression=details.compression,
+            )
+        except grpc.RpcError as error:
+            pick.done(outcome_of(error, clock() - pick.start, False))
+            raise
+        except BaseException:
+            pick.done(Outcome(grpc.StatusCode.UNKNOWN, clock() - pick.start))
+            raise
+        pick.done(Outcome(_OK, clock() - pick.start))
+        return response
 
     def _attempt(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
         routed = self._router.pick(details.metadata, bool(details.wait_for_ready), details.timeout)

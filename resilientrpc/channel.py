@@ -17,9 +17,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-# A module import, not a name import: ``import interceptors`` first loads resilientrpc,
-# and so this module, while interceptors.balancing is still half initialized.
-import interceptors.balancing
+from interceptors.balancing import NOT_NOW, BalancingInterceptor
 from interceptors.details import AttemptDetails
 from resilientrpc._calls import (
     Deserializer,
@@ -98,10 +96,11 @@ def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any
 
 
 class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
-    __slots__ = ("_blocking", "_future")
+    __slots__ = ("_blocking", "_direct", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
+        self._direct = channel._direct
         self._blocking = channel._chain("intercept_unary_unary", _send_unary_blocking)
         self._future = channel._chain("intercept_unary_unary", _send_unary_future)
 
@@ -115,7 +114,13 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         compression: grpc.Compression | None = None,
     ) -> Any:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
-        outcome = self._blocking(details, self._serialize(request))
+        payload = self._serialize(request)
+        direct = self._direct
+        if direct is not None:
+            response = direct.call_now(details, payload)
+            if response is not NOT_NOW:
+                return deserialize_or_raise(self._deserializer, response)
+        outcome = self._blocking(details, payload)
         return deserialize_or_raise(self._deserializer, outcome.result())
 
     def with_call(
@@ -266,9 +271,7 @@ class ResilientChannel(grpc.Channel):
         self._balancer = Balancer(strategy, clock=clock)
         self._router = SyncRouter(self._balancer, clock=clock)
         self._interceptors: list[Any] = [
-            interceptors.balancing.BalancingInterceptor(
-                self._router, with_load=strategy.uses_load_reports, clock=clock
-            )
+            BalancingInterceptor(self._router, with_load=strategy.uses_load_reports, clock=clock)
         ]
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
@@ -304,6 +307,14 @@ class ResilientChannel(grpc.Channel):
     # -- the interceptor chain -----------------------------------------------------------
     def _chain(self, hook: str, terminal: Invoke) -> Invoke:
         return chain(self._interceptors, hook, terminal)
+
+    @property
+    def _direct(self) -> BalancingInterceptor | None:
+        """The balancing step, when nothing stands in front of it (the hot path)."""
+        if len(self._interceptors) == 1:
+            direct: BalancingInterceptor = self._interceptors[0]
+            return direct
+        return None
 
     # -- grpc.Channel --------------------------------------------------------------------
     def unary_unary(

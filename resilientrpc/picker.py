@@ -28,6 +28,7 @@ __all__ = [
     "decide",
     "no_endpoint_details",
     "no_endpoint_status",
+    "ready_pick",
     "route",
 ]
 
@@ -119,6 +120,13 @@ def decide(picker: Picker, wait_for_ready: bool) -> Decision:
     if state is Connectivity.CONNECTING or wait_for_ready:
         return Decision.WAIT
     return Decision.FAIL
+
+
+def ready_pick(picker: Picker, metadata: Metadata | None) -> PickResult | None:
+    """A pick when ``picker`` is READY (the hot path of both drivers); None otherwise."""
+    if picker.state is Connectivity.READY:
+        return picker.pick(metadata)
+    return None
 
 
 def route(picker: Picker, metadata: Metadata | None, wait_for_ready: bool) -> PickResult | Decision:

@@ -11,8 +11,6 @@ import threading
 import time
 from collections.abc import Callable
 
-import grpc
-
 from resilientrpc._calls import LocalRpcError
 from resilientrpc.balancer import Balancer
 from resilientrpc.picker import (
@@ -22,6 +20,7 @@ from resilientrpc.picker import (
     PickResult,
     deadline_status,
     no_endpoint_status,
+    ready_pick,
     route,
 )
 
@@ -50,15 +49,17 @@ class SyncRouter:
         with self._changed:
             self._changed.notify_all()
 
+    def pick_now(self, metadata: Metadata | None) -> PickResult | None:
+        """The hot path: an endpoint from a READY picker, without waiting; None otherwise."""
+        return ready_pick(self._balancer.picker, metadata)
+
     def pick(
         self, metadata: Metadata | None, wait_for_ready: bool, timeout: float | None
     ) -> tuple[PickResult, float | None] | LocalRpcError:
         """An endpoint for one attempt and the timeout left for it, or the call's error."""
-        picker = self._balancer.picker
-        if picker.state is grpc.ChannelConnectivity.READY:
-            result = picker.pick(metadata)
-            if result is not None:
-                return result, timeout
+        result = ready_pick(self._balancer.picker, metadata)
+        if result is not None:
+            return result, timeout
         deadline = None if timeout is None else self._clock() + timeout
         with self._changed:
             while True:

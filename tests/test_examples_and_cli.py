@@ -42,3 +42,11 @@ def test_public_names_import() -> None:
     for module in (resilientrpc, resilientrpc.testing):
         for name in module.__all__:
             assert getattr(module, name) is not None, name
+
+
+def test_either_package_imports_first() -> None:
+    for first in ("interceptors", "interceptors.aio", "resilientrpc", "resilientrpc.aio"):
+        result = run(
+            "-c", f"import {first}; import resilientrpc; print(resilientrpc.ResilientChannel)"
+        )
+        assert result.returncode == 0, (first, result.stderr)

@@ -12,8 +12,6 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import grpc
-
 from resilientrpc.aio._calls import rpc_error
 from resilientrpc.balancer import Balancer
 from resilientrpc.picker import (
@@ -23,12 +21,11 @@ from resilientrpc.picker import (
     PickResult,
     deadline_status,
     no_endpoint_status,
+    ready_pick,
     route,
 )
 
 __all__ = ["AsyncRouter"]
-
-_READY = grpc.ChannelConnectivity.READY
 
 
 class AsyncRouter:
@@ -58,10 +55,7 @@ class AsyncRouter:
 
     def pick_now(self, metadata: Metadata | None) -> PickResult | None:
         """The hot path: an endpoint from a READY picker, synchronously; None otherwise."""
-        picker = self._balancer.picker
-        if picker.state is _READY:
-            return picker.pick(metadata)
-        return None
+        return ready_pick(self._balancer.picker, metadata)
 
     async def pick(
         self, metadata: Metadata | None, wait_for_ready: bool, timeout: float | None
