@@ -26,6 +26,7 @@ from resilientrpc._calls import (
     UnaryOutcome,
     deserialize_or_raise,
 )
+from resilientrpc._core import ChannelCore
 from resilientrpc._loop import LoopThread
 from resilientrpc._methods import (
     EndpointTransport,
@@ -36,15 +37,12 @@ from resilientrpc._methods import (
     attempt_kwargs,
     chain,
 )
-from resilientrpc.balancer import Balancer
-from resilientrpc.config import ServiceConfig, parse_service_config
+from resilientrpc.config import ServiceConfig
 from resilientrpc.endpoint import Endpoint, EndpointStatus
-from resilientrpc.options import ChannelOptions, control_options
+from resilientrpc.options import control_options
 from resilientrpc.picker import Picker
 from resilientrpc.router import SyncRouter
-from resilientrpc.strategies import build_strategy
 from resilientrpc.supervisor import Supervisor
-from resilientrpc.targets import parse_targets
 
 __all__ = ["ResilientChannel"]
 
@@ -263,15 +261,17 @@ class ResilientChannel(grpc.Channel):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Validate everything first: nothing starts on bad input.
-        self.config: ServiceConfig = parse_service_config(config)
-        target = parse_targets(targets)
-        self._options = ChannelOptions.build(options, credentials)
+        core = ChannelCore.build(
+            targets, config=config, credentials=credentials, options=options, clock=clock
+        )
+        self.config: ServiceConfig = core.config
+        target = core.target
+        self._options = core.options
         self._clock = clock
-        strategy = build_strategy(self.config.load_balancing, clock=clock)
-        self._balancer = Balancer(strategy, clock=clock)
+        self._balancer = core.balancer
         self._router = SyncRouter(self._balancer, clock=clock)
         self._interceptors: list[Any] = [
-            BalancingInterceptor(self._router, with_load=strategy.uses_load_reports, clock=clock)
+            BalancingInterceptor(self._router, with_load=core.uses_load_reports, clock=clock)
         ]
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider

@@ -27,6 +27,7 @@ import grpc.aio
 from interceptors.aio.balancing import BalancingInterceptor
 from interceptors.details import AttemptDetails
 from resilientrpc._calls import Deserializer
+from resilientrpc._core import ChannelCore
 from resilientrpc._methods import (
     EndpointTransport,
     Invoke,
@@ -45,13 +46,10 @@ from resilientrpc.aio._calls import (
     serialize_requests,
 )
 from resilientrpc.aio.router import AsyncRouter
-from resilientrpc.balancer import Balancer
-from resilientrpc.config import ServiceConfig, parse_service_config
+from resilientrpc.config import ServiceConfig
 from resilientrpc.endpoint import Endpoint, EndpointStatus
-from resilientrpc.options import ChannelOptions, control_options
-from resilientrpc.strategies import build_strategy
+from resilientrpc.options import control_options
 from resilientrpc.supervisor import Supervisor
-from resilientrpc.targets import parse_targets
 
 __all__ = ["ResilientChannel"]
 
@@ -256,18 +254,20 @@ class ResilientChannel(grpc.aio.Channel):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         # Validate everything first: nothing starts on bad input.
-        self.config: ServiceConfig = parse_service_config(config)
-        target = parse_targets(targets)
-        self._options = ChannelOptions.build(options, credentials)
-        strategy = build_strategy(self.config.load_balancing, clock=clock)
+        core = ChannelCore.build(
+            targets, config=config, credentials=credentials, options=options, clock=clock
+        )
+        self.config: ServiceConfig = core.config
+        target = core.target
+        self._options = core.options
         # One grpc.aio channel per endpoint carries the calls and is the one watched, so it
         # gets the quick reconnect backoff of a control channel, unless the user set one.
         named = {name for name, _value in self._options.options}
         self._endpoint_options = tuple(o for o in control_options() if o[0] not in named)
-        self._balancer = Balancer(strategy, clock=clock)
+        self._balancer = core.balancer
         self._router = AsyncRouter(self._balancer, clock=clock)
         balancing = BalancingInterceptor(
-            self._router, with_load=strategy.uses_load_reports, clock=clock
+            self._router, with_load=core.uses_load_reports, clock=clock
         )
         self._interceptors: list[Any] = [balancing]
         self._tracer_provider = tracer_provider
