@@ -381,3 +381,13 @@ def test_bad_options_and_credentials(open_channel: Open) -> None:
     with pytest.raises(ConfigError) as caught:
         open_channel(["127.0.0.1:1"], credentials="tls please")
     assert caught.value.path == "credentials"
+
+
+def test_dns_target_balances_over_what_the_name_resolves_to(
+    open_channel: Open, backends: Start
+) -> None:
+    group = backends(1, names=["only"])
+    handle = open_channel(f"dns:///localhost:{group[0].port}")
+    assert handle.echo(timeout=5).backend == "only"
+    addresses = [s.address for s in handle.endpoints()]
+    assert group.addresses[0] in addresses
