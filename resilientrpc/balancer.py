@@ -37,6 +37,7 @@ class Balancer:
         self._clock = clock
         self._endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
+        self._resolution_error: str | None = None
         self.picker: Picker = empty_picker(Connectivity.IDLE)
 
     @property
@@ -59,6 +60,7 @@ class Balancer:
         Endpoints kept keep their counters and state. The caller connects the added ones
         (sets ``transport``) before reporting their connectivity, and closes the removed.
         """
+        self._resolution_error = None
         wanted = dict.fromkeys(addresses)
         removed = [e for a, e in self._endpoints.items() if a not in wanted]
         added: list[Endpoint] = []
@@ -109,6 +111,11 @@ class Balancer:
         self.strategy.refresh(self.endpoints)
         self.rebuild()
 
+    def set_resolution_error(self, error: str) -> None:
+        """The resolver failed; with no endpoints yet, calls now fail with ``error``."""
+        self._resolution_error = error
+        self.rebuild()
+
     def rebuild(self) -> None:
         """Build and publish a picker from the current endpoint states."""
         if self.picker.state is Connectivity.SHUTDOWN:
@@ -121,7 +128,7 @@ class Balancer:
             )
         else:
             state = aggregate_state(members) if members else Connectivity.TRANSIENT_FAILURE
-            picker = empty_picker(state, members)
+            picker = empty_picker(state, members, self._resolution_error)
         self._publish(picker)
 
     def shutdown(self) -> None:

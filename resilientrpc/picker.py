@@ -48,7 +48,7 @@ class PickResult(NamedTuple):
 class Picker:
     """An immutable snapshot: aggregate state, the endpoints it may pick, and how to choose."""
 
-    __slots__ = ("_choose", "endpoints", "members", "state")
+    __slots__ = ("_choose", "endpoints", "error", "members", "state")
 
     def __init__(
         self,
@@ -56,11 +56,14 @@ class Picker:
         endpoints: tuple[Endpoint, ...],
         members: tuple[Endpoint, ...],
         choose: Chooser,
+        error: str | None = None,
     ) -> None:
         self.state = state
         self.endpoints = endpoints
         self.members = members
         self._choose = choose
+        #: Why there are no members, when the resolver said so (e.g. a DNS failure).
+        self.error = error
 
     def __repr__(self) -> str:
         return f"Picker({self.state.name}, {[e.address for e in self.endpoints]})"
@@ -77,9 +80,11 @@ def _choose_nothing(metadata: Metadata | None) -> Endpoint | None:
     return None
 
 
-def empty_picker(state: grpc.ChannelConnectivity, members: tuple[Endpoint, ...] = ()) -> Picker:
+def empty_picker(
+    state: grpc.ChannelConnectivity, members: tuple[Endpoint, ...] = (), error: str | None = None
+) -> Picker:
     """A picker with nothing to pick, in ``state``."""
-    return Picker(state, (), members, _choose_nothing)
+    return Picker(state, (), members, _choose_nothing, error)
 
 
 def aggregate_state(members: Sequence[Endpoint]) -> grpc.ChannelConnectivity:
@@ -98,6 +103,10 @@ def aggregate_state(members: Sequence[Endpoint]) -> grpc.ChannelConnectivity:
     return Connectivity.CONNECTING if connecting else Connectivity.TRANSIENT_FAILURE
 
 
+#: States in which the channel has not yet had its first answer: calls queue.
+_STARTING = (Connectivity.IDLE, Connectivity.CONNECTING)
+
+
 class Decision(enum.Enum):
     """What a call does with the current picker."""
 
@@ -109,15 +118,16 @@ class Decision(enum.Enum):
 def decide(picker: Picker, wait_for_ready: bool) -> Decision:
     """Whether a call should pick now, wait for a better picker, or fail at once.
 
-    Calls queue while the channel is connecting for the first time; in
-    TRANSIENT_FAILURE only ``wait_for_ready`` calls wait (gRPC's semantics).
+    Calls queue while the channel is starting (IDLE: not yet resolved) or connecting for
+    the first time; in TRANSIENT_FAILURE only ``wait_for_ready`` calls wait (gRPC's
+    semantics).
     """
     state = picker.state
     if state is Connectivity.READY:
         return Decision.SEND
     if state is Connectivity.SHUTDOWN:
         return Decision.FAIL
-    if state is Connectivity.CONNECTING or wait_for_ready:
+    if state in _STARTING or wait_for_ready:
         return Decision.WAIT
     return Decision.FAIL
 
@@ -164,7 +174,8 @@ def no_endpoint_details(picker: Picker) -> str:
     if picker.state is Connectivity.SHUTDOWN:
         return "channel closed"
     if not picker.members:
-        return "no endpoint available: the resolver returned no addresses"
+        reason = picker.error or "the resolver returned no addresses"
+        return f"no endpoint available: {reason}"
     parts = []
     for endpoint in picker.members:
         reason = endpoint.last_error or endpoint.state.name

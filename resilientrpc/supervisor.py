@@ -100,8 +100,10 @@ class Supervisor:
                 addresses = await resolve(self._target)
             except OSError as error:
                 _log.warning("resolving %s failed: %s", self._target.dns_host, error)
-                if not self._watchers:
-                    self._balancer.rebuild()
+                if not self._watchers:  # keep the last good addresses, else fail calls
+                    self._balancer.set_resolution_error(
+                        f"resolving {self._target.dns_host!r} failed: {error}"
+                    )
             else:
                 self.set_addresses(addresses)
             await asyncio.sleep(self._dns_refresh_period)

@@ -19,7 +19,7 @@ from resilientrpc.config import (
 )
 from resilientrpc.endpoint import Endpoint, Outcome
 from resilientrpc.load_report import LoadReport
-from resilientrpc.picker import Decision, decide
+from resilientrpc.picker import Decision, decide, no_endpoint_details
 from resilientrpc.strategies import build_strategy
 from resilientrpc.strategies.ring_hash import RingHashStrategy
 from resilientrpc.strategies.weighted import StrideScheduler, orca_weight
@@ -227,3 +227,13 @@ def test_cancelled_attempts_teach_nothing() -> None:
     endpoint.record(Outcome(grpc.StatusCode.CANCELLED, 5.0))
     status = endpoint.status()
     assert (status.outstanding, status.calls, status.failures, status.latency_ms) == (0, 1, 0, None)
+
+
+def test_unresolved_channel_queues_then_fails_with_the_resolver_error() -> None:
+    balancer = Balancer(build_strategy(RoundRobin()))
+    assert decide(balancer.picker, wait_for_ready=False) is Decision.WAIT  # not resolved yet
+    balancer.set_resolution_error("resolving 'svc' failed: no such host")
+    assert decide(balancer.picker, wait_for_ready=False) is Decision.FAIL
+    assert "no such host" in no_endpoint_details(balancer.picker)
+    balancer.set_addresses(["10.0.0.1:80"])
+    assert "no such host" not in no_endpoint_details(balancer.picker)
