@@ -9,12 +9,14 @@ returned, failed, cancelled or abandoned (the report rides on the call's done ca
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 
 from interceptors.details import AttemptDetails
+from resilientrpc._calls import LocalRpcError, PendingCall
 from resilientrpc.endpoint import Outcome
 from resilientrpc.load_report import parse_load_report
 from resilientrpc.picker import PickResult
@@ -70,10 +72,29 @@ class BalancingInterceptor(
 ):
     """Terminal-most interceptor of a :class:`resilientrpc.ResilientChannel`."""
 
-    def __init__(self, router: SyncRouter, *, with_load: bool, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        router: SyncRouter,
+        *,
+        with_load: bool,
+        clock: Callable[[], float],
+        defer: bool = False,
+    ) -> None:
         self._router = router
         self._with_load = with_load
         self._clock = clock
+        self._defer = defer
+
+    def deferring(self) -> BalancingInterceptor:
+        """The same step for calls that must not block (futures, streams).
+
+        When no endpoint can take such a call yet, it returns a
+        :class:`~resilientrpc._calls.PendingCall` at once and sends the attempt when one
+        can, instead of waiting in the caller's thread.
+        """
+        return BalancingInterceptor(
+            self._router, with_load=self._with_load, clock=self._clock, defer=True
+        )
 
     def call_now(self, details: Any, payload: Any) -> Any:
         """A blocking unary call sent at once, when an endpoint can take it now.
@@ -112,18 +133,52 @@ class BalancingInterceptor(
         return response
 
     def _attempt(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        if self._defer:
+            pick = self._router.pick_now(details.metadata)
+            if pick is None:
+                return self._later(continuation, details, request)
+            return self._send(continuation, details, request, pick, details.timeout)
         routed = self._router.pick(details.metadata, bool(details.wait_for_ready), details.timeout)
         if isinstance(routed, grpc.RpcError):
             return routed
         pick, timeout = routed
-        attempt = attempt_details(details, pick, timeout)
+        return self._send(continuation, details, request, pick, timeout)
+
+    def _send(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        details: Any,
+        request: Any,
+        pick: PickResult,
+        timeout: float | None,
+    ) -> Any:
         try:
-            call = continuation(attempt, request)
+            call = continuation(attempt_details(details, pick, timeout), request)
         except BaseException:
             pick.done(Outcome(grpc.StatusCode.UNKNOWN, self._clock() - pick.start))
             raise
         call.add_done_callback(self._reporter(pick))
         return call
+
+    def _later(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        """A pending call, whose attempt the router starts when an endpoint can take it."""
+        timeout = details.timeout
+        pending = PendingCall(None if timeout is None else time.monotonic() + timeout)
+
+        def start(pick: PickResult, remaining: float | None) -> None:
+            try:
+                call = self._send(continuation, details, request, pick, remaining)
+            except Exception as error:  # the continuation raised: fail the call with it
+                call = LocalRpcError(
+                    grpc.StatusCode.UNKNOWN, f"starting the call failed: {error!r}"
+                )
+            if not pending.settle(call):  # cancelled meanwhile
+                call.cancel()
+
+        pending.withdraw = self._router.defer(
+            details.metadata, bool(details.wait_for_ready), timeout, start, pending.settle
+        )
+        return pending
 
     def _reporter(self, pick: PickResult) -> Callable[[Any], None]:
         return reporter(pick, clock=self._clock, with_load=self._with_load)

@@ -4,12 +4,16 @@
   deadline spent waiting, channel closed): a ``grpc.RpcError`` that is also a
   ``grpc.Call`` and ``grpc.Future``, and raises itself when iterated, like grpc's own.
 * :class:`UnaryOutcome` - a finished unary call: response plus the underlying call.
+* :class:`PendingCall` - a call returned before it has an endpoint, settled later.
 * :class:`ResponseFuture` / :class:`ResponseStream` - wrap a backend call whose messages
   are raw bytes, deserializing them for the caller while delegating everything else.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Any
@@ -17,8 +21,10 @@ from typing import Any
 import grpc
 
 __all__ = [
+    "CANCELLED_DETAILS",
     "Deserializer",
     "LocalRpcError",
+    "PendingCall",
     "ResponseFuture",
     "ResponseStream",
     "UnaryOutcome",
@@ -251,3 +257,134 @@ class ResponseStream(_Delegating):
         call = self._call
         if call.is_active():
             call.cancel()
+
+
+class PendingCall(grpc.Call, grpc.Future):
+    """A call that has no endpoint yet: returned at once, settled when one can take it.
+
+    The synchronous channel hands this out from ``future()`` and from streaming calls
+    when the balancer has no endpoint ready (start-up, or ``wait_for_ready`` while every
+    backend is down), so those never block the caller. Once settled - bound to the
+    attempt's real call, or to the :class:`LocalRpcError` it failed with - every method
+    delegates to that; until then, status accessors wait for it, as grpc's block until a
+    call ends.
+    """
+
+    def __init__(self, deadline: float | None) -> None:
+        self._lock = threading.Lock()
+        self._settled = threading.Event()
+        self._call: Any = None
+        self._done_callbacks: list[DoneCallback] | None = []
+        self._rpc_callbacks: list[Callable[[], None]] = []
+        self._deadline = deadline
+        self._cancelled = False
+        #: Set by the router: withdraws the call from the queue of waiting calls.
+        self.withdraw: Callable[[], object] = _nothing
+
+    def settle(self, call: Any) -> bool:
+        """Bind to the attempt's call (or failure); False if already settled."""
+        with self._lock:
+            if self._call is not None:
+                return False
+            self._call = call
+            done_callbacks, self._done_callbacks = self._done_callbacks or [], None
+            rpc_callbacks, self._rpc_callbacks = self._rpc_callbacks, []
+        self._settled.set()
+        for fn in done_callbacks:
+            call.add_done_callback(functools.partial(_forward_done, fn, self))
+        for callback in rpc_callbacks:
+            if not call.add_callback(callback):
+                callback()
+        return True
+
+    def _wait(self, timeout: float | None = None) -> Any:
+        if not self._settled.wait(timeout):
+            raise grpc.FutureTimeoutError()
+        return self._call
+
+    # grpc.Future
+    def cancel(self) -> bool:
+        if self.settle(LocalRpcError(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)):
+            self._cancelled = True
+            self.withdraw()
+            return True
+        return bool(self._call.cancel())
+
+    def cancelled(self) -> bool:
+        return self._cancelled or (self._call is not None and bool(self._call.cancelled()))
+
+    def running(self) -> bool:
+        call = self._call
+        return call is None or bool(call.running())
+
+    def done(self) -> bool:
+        call = self._call
+        return call is not None and bool(call.done())
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._wait(timeout).result(timeout)
+
+    def exception(self, timeout: float | None = None) -> Any:
+        return self._wait(timeout).exception(timeout)
+
+    def traceback(self, timeout: float | None = None) -> Any:
+        return self._wait(timeout).traceback(timeout)
+
+    def add_done_callback(self, fn: DoneCallback) -> None:
+        with self._lock:
+            if self._done_callbacks is not None:
+                self._done_callbacks.append(fn)
+                return
+        self._call.add_done_callback(functools.partial(_forward_done, fn, self))
+
+    # grpc.Call
+    def code(self) -> Any:
+        return self._wait().code()
+
+    def details(self) -> Any:
+        return self._wait().details()
+
+    def initial_metadata(self) -> Any:
+        return self._wait().initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._wait().trailing_metadata()
+
+    def is_active(self) -> bool:
+        call = self._call
+        return call is None or bool(call.is_active())
+
+    def time_remaining(self) -> float | None:
+        call = self._call
+        if call is not None:
+            return call.time_remaining()  # type: ignore[no-any-return]
+        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._call is None:
+                self._rpc_callbacks.append(callback)
+                return True
+        return bool(self._call.add_callback(callback))
+
+    # as a response stream
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        return next(self._wait())
+
+    def next(self) -> Any:
+        return self.__next__()
+
+
+#: The details of a call its caller cancelled, worded as grpc words them.
+CANCELLED_DETAILS = "Locally cancelled by application!"
+
+
+def _nothing() -> None:
+    pass
+
+
+def _forward_done(fn: DoneCallback, pending: PendingCall, _call: Any) -> None:
+    fn(pending)

@@ -39,7 +39,6 @@ from resilientrpc._methods import (
 )
 from resilientrpc.config import ServiceConfig
 from resilientrpc.endpoint import Endpoint, EndpointStatus
-from resilientrpc.options import control_options
 from resilientrpc.picker import Picker
 from resilientrpc.router import SyncRouter
 from resilientrpc.supervisor import Supervisor
@@ -100,7 +99,7 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._direct = channel._direct
         self._blocking = channel._chain("intercept_unary_unary", _send_unary_blocking)
-        self._future = channel._chain("intercept_unary_unary", _send_unary_future)
+        self._future = channel._chain("intercept_unary_unary", _send_unary_future, blocking=False)
 
     def __call__(
         self,
@@ -152,7 +151,7 @@ class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
-        self._invoke = channel._chain("intercept_unary_stream", _send_unary_stream)
+        self._invoke = channel._chain("intercept_unary_stream", _send_unary_stream, blocking=False)
 
     def __call__(
         self,
@@ -173,7 +172,7 @@ class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._blocking = channel._chain("intercept_stream_unary", _send_stream_blocking)
-        self._future = channel._chain("intercept_stream_unary", _send_stream_future)
+        self._future = channel._chain("intercept_stream_unary", _send_stream_future, blocking=False)
 
     def __call__(
         self,
@@ -220,7 +219,9 @@ class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
-        self._invoke = channel._chain("intercept_stream_stream", _send_stream_stream)
+        self._invoke = channel._chain(
+            "intercept_stream_stream", _send_stream_stream, blocking=False
+        )
 
     def __call__(
         self,
@@ -269,10 +270,15 @@ class ResilientChannel(grpc.Channel):
         self._options = core.options
         self._clock = clock
         self._balancer = core.balancer
-        self._router = SyncRouter(self._balancer, clock=clock)
-        self._interceptors: list[Any] = [
-            BalancingInterceptor(self._router, with_load=core.uses_load_reports, clock=clock)
-        ]
+        self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
+        self._router = SyncRouter(self._balancer, clock=clock, call_later=self._call_later)
+        balancing = BalancingInterceptor(
+            self._router, with_load=core.uses_load_reports, clock=clock
+        )
+        self._interceptors: list[Any] = [balancing]
+        # Futures and streams must not block their caller: their chains end in the
+        # deferring twin of the balancing step.
+        self._deferring = balancing.deferring()
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._subscribers: dict[Callable[[grpc.ChannelConnectivity], None], Any] = {}
@@ -280,7 +286,6 @@ class ResilientChannel(grpc.Channel):
         self._closed = False
         self._close_lock = threading.Lock()
         self._balancer.add_listener(self._deliver_connectivity)
-        self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
         self._supervisor = Supervisor(
             self._balancer, target, connect=self._connect, disconnect=self._disconnect
         )
@@ -296,7 +301,7 @@ class ResilientChannel(grpc.Channel):
     # -- endpoint connections (run on the loop thread) ---------------------------------
     def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
         endpoint.transport = EndpointTransport(self._options.sync_channel(endpoint.address))
-        return self._options.aio_channel(endpoint.address, control_options())
+        return self._options.aio_channel(endpoint.address)
 
     async def _disconnect(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
         await control.close()
@@ -305,8 +310,14 @@ class ResilientChannel(grpc.Channel):
             transport.channel.close()
 
     # -- the interceptor chain -----------------------------------------------------------
-    def _chain(self, hook: str, terminal: Invoke) -> Invoke:
-        return chain(self._interceptors, hook, terminal)
+    def _chain(self, hook: str, terminal: Invoke, *, blocking: bool = True) -> Invoke:
+        steps = self._interceptors if blocking else [*self._interceptors[:-1], self._deferring]
+        return chain(steps, hook, terminal)
+
+    def _call_later(self, delay: float, function: Callable[[], None]) -> None:
+        loop = self._loop.loop
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.call_later, delay, function)
 
     @property
     def _direct(self) -> BalancingInterceptor | None:

@@ -1,9 +1,11 @@
 """Per-backend connection settings: the user's ``options`` and ``credentials``, validated.
 
-Every endpoint gets its own grpc channel built from these. The background control channel
-that watches an endpoint's connectivity adds :func:`control_options` so a backend that
-comes back is noticed within seconds rather than after grpc's default backoff of up to
-two minutes.
+Every endpoint gets its own grpc channel(s) built from these. Unless the user sets them,
+endpoint channels reconnect with a short backoff (:data:`RECONNECT_OPTIONS`), so a backend
+that comes back is noticed and used within seconds, rather than after grpc's default
+backoff of up to two minutes. The connectivity watch and the calls use the same backoff,
+so the channel never reports an endpoint READY while the connection calls would use is
+still waiting out a long backoff.
 """
 
 from __future__ import annotations
@@ -17,21 +19,16 @@ import grpc.aio
 
 from resilientrpc.errors import ConfigError
 
-__all__ = ["ChannelOptions", "control_options"]
-
-#: Reconnect backoff of the connectivity watch, milliseconds (first, longest).
-CONTROL_INITIAL_BACKOFF_MS = 250
-CONTROL_MAX_BACKOFF_MS = 2_000
+__all__ = ["RECONNECT_OPTIONS", "ChannelOptions"]
 
 Option = tuple[str, Any]
 
-
-def control_options() -> tuple[Option, ...]:
-    return (
-        ("grpc.initial_reconnect_backoff_ms", CONTROL_INITIAL_BACKOFF_MS),
-        ("grpc.min_reconnect_backoff_ms", CONTROL_INITIAL_BACKOFF_MS),
-        ("grpc.max_reconnect_backoff_ms", CONTROL_MAX_BACKOFF_MS),
-    )
+#: Reconnect backoff of endpoint channels, milliseconds (first, least, longest).
+RECONNECT_OPTIONS: tuple[Option, ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 2_000),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,18 +60,16 @@ class ChannelOptions:
             raise ConfigError(
                 "credentials", f"expected grpc.ChannelCredentials, got {type(credentials).__name__}"
             )
-        return cls(tuple(checked), credentials)
+        named = {name for name, _value in checked}
+        defaults = tuple(option for option in RECONNECT_OPTIONS if option[0] not in named)
+        return cls(defaults + tuple(checked), credentials)
 
-    def sync_channel(self, address: str, extra: tuple[Option, ...] = ()) -> grpc.Channel:
-        options = self.options + extra
+    def sync_channel(self, address: str) -> grpc.Channel:
         if self.credentials is None:
-            return grpc.insecure_channel(address, options=options)
-        return grpc.secure_channel(address, self.credentials, options=options)
+            return grpc.insecure_channel(address, options=self.options)
+        return grpc.secure_channel(address, self.credentials, options=self.options)
 
-    def aio_channel(self, address: str, extra: tuple[Option, ...] = ()) -> grpc.aio.Channel:
-        # Later settings win in grpc, so the extras override the user's reconnect backoff
-        # on the control connection only.
-        options = self.options + extra
+    def aio_channel(self, address: str) -> grpc.aio.Channel:
         if self.credentials is None:
-            return grpc.aio.insecure_channel(address, options=options)
-        return grpc.aio.secure_channel(address, self.credentials, options=options)
+            return grpc.aio.insecure_channel(address, options=self.options)
+        return grpc.aio.secure_channel(address, self.credentials, options=self.options)

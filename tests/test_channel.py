@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from resilientrpc import ConfigError
-from resilientrpc.testing import Backend, Backends, Faults, LoadReport
+from resilientrpc.testing import Backend, BackendProcess, Backends, Faults, LoadReport
 from tests.twins import ChannelHandle, Twin
 
 Open = Callable[..., ChannelHandle]
@@ -391,3 +391,24 @@ def test_dns_target_balances_over_what_the_name_resolves_to(
     assert handle.echo(timeout=5).backend == "only"
     addresses = [s.address for s in handle.endpoints()]
     assert group.addresses[0] in addresses
+
+
+def test_a_killed_backend_process_is_left_out(open_channel: Open) -> None:
+    """kill -9 of a real backend process: the channel notices and sends elsewhere."""
+    processes = [BackendProcess(f"p{i}").start() for i in range(3)]
+    try:
+        handle = open_channel([p.address for p in processes], config=lb("round_robin"))
+        wait_all_available(handle)
+        assert set(shares(handle, 30)) == {"p0", "p1", "p2"}
+        processes[0].kill()
+        # READY -> IDLE (connection lost) -> CONNECTING -> TRANSIENT_FAILURE (refused).
+        deadline = time.monotonic() + 5
+        while handle.endpoints()[0].state != "TRANSIENT_FAILURE":
+            assert time.monotonic() < deadline, handle.endpoints()
+            time.sleep(0.02)
+        assert not handle.endpoints()[0].available
+        counts = shares(handle, 30)
+        assert set(counts) == {"p1", "p2"} and sum(counts.values()) == 30
+    finally:
+        for process in processes:
+            process.stop()

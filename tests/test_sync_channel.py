@@ -14,7 +14,7 @@ import pytest
 from grpc_health.v1 import health
 
 from resilientrpc import ResilientChannel
-from resilientrpc.testing import Backends, Faults, echo_pb2, echo_pb2_grpc
+from resilientrpc.testing import Backend, Backends, Faults, echo_pb2, echo_pb2_grpc
 from resilientrpc.testing.servicer import BackendState, add_backend_services
 
 Start = Callable[..., Backends]
@@ -184,3 +184,63 @@ def test_closed_channel_cancels_waiting_calls(backends: Start) -> None:
     waiter.join(5)
     assert results == [grpc.StatusCode.CANCELLED]
     assert time.monotonic() - started < 2
+
+
+def _dead_address(backends: Start) -> tuple[str, int]:
+    group = backends(1)
+    address, port = group.addresses[0], group[0].port
+    group.stop()
+    return address, port
+
+
+def test_future_without_endpoint_returns_at_once_and_settles_later(backends: Start) -> None:
+    address, port = _dead_address(backends)
+    with ResilientChannel([address]) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        started = time.monotonic()
+        future = stub.Echo.future(
+            echo_pb2.EchoRequest(message="later"), timeout=10, wait_for_ready=True
+        )
+        stream = stub.ServerStream(
+            echo_pb2.EchoRequest(message="s", count=2), timeout=10, wait_for_ready=True
+        )
+        assert time.monotonic() - started < 0.5  # neither waited for an endpoint
+        assert not future.done() and future.running()
+        seen: list[object] = []
+        future.add_done_callback(seen.append)
+        revived = Backend("revived", port=port).start()
+        try:
+            assert future.result(timeout=10).backend == "revived"
+            assert [r.index for r in stream] == [0, 1]
+            assert seen == [future]
+            wait_idle(channel)
+        finally:
+            revived.stop()
+
+
+def test_pending_future_deadline_and_cancel(backends: Start) -> None:
+    address, _port = _dead_address(backends)
+    with ResilientChannel([address]) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        expiring = stub.Echo.future(
+            echo_pb2.EchoRequest(message="x"), timeout=0.3, wait_for_ready=True
+        )
+        cancelled = stub.Echo.future(
+            echo_pb2.EchoRequest(message="y"), timeout=10, wait_for_ready=True
+        )
+        assert cancelled.cancel() and cancelled.cancelled()
+        assert cancelled.code() is grpc.StatusCode.CANCELLED
+        with pytest.raises(grpc.RpcError) as caught:
+            expiring.result(timeout=5)
+        assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert channel._router._waiters == set()  # nothing left queued
+
+
+def test_close_cancels_pending_futures(backends: Start) -> None:
+    address, _port = _dead_address(backends)
+    channel = ResilientChannel([address])
+    future = echo_pb2_grpc.EchoStub(channel).Echo.future(
+        echo_pb2.EchoRequest(message="x"), timeout=30, wait_for_ready=True
+    )
+    channel.close()
+    assert future.exception(timeout=5).code() is grpc.StatusCode.CANCELLED

@@ -48,7 +48,6 @@ from resilientrpc.aio._calls import (
 from resilientrpc.aio.router import AsyncRouter
 from resilientrpc.config import ServiceConfig
 from resilientrpc.endpoint import Endpoint, EndpointStatus
-from resilientrpc.options import control_options
 from resilientrpc.supervisor import Supervisor
 
 __all__ = ["ResilientChannel"]
@@ -260,10 +259,6 @@ class ResilientChannel(grpc.aio.Channel):
         self.config: ServiceConfig = core.config
         target = core.target
         self._options = core.options
-        # One grpc.aio channel per endpoint carries the calls and is the one watched, so it
-        # gets the quick reconnect backoff of a control channel, unless the user set one.
-        named = {name for name, _value in self._options.options}
-        self._endpoint_options = tuple(o for o in control_options() if o[0] not in named)
         self._balancer = core.balancer
         self._router = AsyncRouter(self._balancer, clock=clock)
         balancing = BalancingInterceptor(
@@ -293,7 +288,7 @@ class ResilientChannel(grpc.aio.Channel):
 
     # -- endpoint connections (on the channel's loop) ------------------------------------
     def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
-        channel = self._options.aio_channel(endpoint.address, self._endpoint_options)
+        channel = self._options.aio_channel(endpoint.address)
         endpoint.transport = EndpointTransport(channel)
         return channel
 
