@@ -22,7 +22,12 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from resilientrpc._calls import Deserializer, LocalRpcError, deserialize_or_raise
+from resilientrpc._calls import (
+    CANCELLED_DETAILS,
+    Deserializer,
+    LocalRpcError,
+    deserialize_or_raise,
+)
 
 __all__ = [
     "CANCELLED_DETAILS",
@@ -35,8 +40,6 @@ __all__ = [
     "serialize_requests",
 ]
 
-#: The details of a call cancelled by its caller, worded as grpc words them.
-CANCELLED_DETAILS = "Locally cancelled by application!"
 _FINISHED = "RPC already finished."
 _HALF_CLOSED = 'RPC is half closed after calling "done_writing".'
 
