@@ -31,10 +31,10 @@ def wait_all_available(handle: ChannelHandle, timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-def shares(handle: ChannelHandle, calls: int, **kwargs: object) -> collections.Counter[str]:
+def shares(handle: ChannelHandle, calls: int) -> collections.Counter[str]:
     counts: collections.Counter[str] = collections.Counter()
     for _ in range(calls):
-        counts[handle.echo(**kwargs).backend] += 1  # type: ignore[arg-type]
+        counts[handle.echo().backend] += 1
     return counts
 
 
