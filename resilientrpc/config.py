@@ -44,11 +44,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from decimal import ROUND_DOWN, Context, Decimal
 from pathlib import Path
-from typing import Any, ClassVar, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, TypeAlias
 
 import grpc
 
 from resilientrpc.errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 __all__ = [
     "DEFAULT_BLACKOUT_PERIOD",
@@ -174,10 +177,10 @@ def _codes_repr(codes: frozenset[grpc.StatusCode]) -> str:
     return f"frozenset({{{names}}})"
 
 
-def _readable_repr(value: object) -> str:
+def _readable_repr(value: DataclassInstance) -> str:
     """Dataclass-style repr that lists status codes by name, in code order."""
     parts = []
-    for item in fields(value):  # type: ignore[arg-type]
+    for item in fields(value):
         if not item.repr:
             continue
         attr = getattr(value, item.name)

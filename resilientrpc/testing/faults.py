@@ -151,6 +151,7 @@ def replace_faults(faults: Faults, changes: Mapping[str, object]) -> Faults:
                 f"faults.{name}",
                 f"unknown field; expected one of {', '.join(sorted(_FAULT_FIELDS))}",
             )
+    # Values are checked by Faults.__post_init__; mypy cannot type ** of a plain mapping.
     return dataclasses.replace(faults, **changes)  # type: ignore[arg-type]
 
 
