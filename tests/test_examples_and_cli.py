@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
-
-import resilientrpc
-import resilientrpc.testing
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,10 +36,38 @@ def test_cli_rejects_unknown_command() -> None:
     assert result.returncode == 2 and "unknown command" in result.stderr
 
 
+PUBLIC_MODULES = (
+    "resilientrpc",
+    "resilientrpc.aio",
+    "resilientrpc.config",
+    "resilientrpc.errors",
+    "resilientrpc.endpoint",
+    "resilientrpc.load_report",
+    "resilientrpc.picker",
+    "resilientrpc.balancer",
+    "resilientrpc.strategies",
+    "resilientrpc.targets",
+    "resilientrpc.testing",
+    "interceptors",
+    "interceptors.aio",
+)
+
+
 def test_public_names_import() -> None:
-    for module in (resilientrpc, resilientrpc.testing):
-        for name in module.__all__:
-            assert getattr(module, name) is not None, name
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        assert module.__doc__, f"{name} has no module docstring"
+        for public in module.__all__:
+            assert getattr(module, public) is not None, f"{name}.{public}"
+
+
+def test_every_module_says_what_it_owns() -> None:
+    for package in ("resilientrpc", "interceptors"):
+        for path in (ROOT / package).rglob("*.py"):
+            if "proto" in path.parts or path.name == "__main__.py":
+                continue
+            first = path.read_text().lstrip()
+            assert first.startswith('"""'), f"{path.relative_to(ROOT)} has no module docstring"
 
 
 def test_either_package_imports_first() -> None:
