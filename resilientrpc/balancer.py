@@ -133,6 +133,8 @@ class Balancer:
 
     def shutdown(self) -> None:
         """Publish the final, empty SHUTDOWN picker; every waiting call is released."""
+        if self.picker.state is Connectivity.SHUTDOWN:
+            return
         for endpoint in self._endpoints.values():
             endpoint.state = Connectivity.SHUTDOWN
         self._publish(empty_picker(Connectivity.SHUTDOWN, self.endpoints))

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -22,7 +24,7 @@ from resilientrpc.balancer import Balancer
 from resilientrpc.endpoint import Connectivity, Endpoint
 from resilientrpc.targets import DNS_REFRESH_PERIOD, Target, resolve
 
-__all__ = ["Connector", "Supervisor"]
+__all__ = ["DRAIN_TIMEOUT", "Connector", "Supervisor"]
 
 _log = logging.getLogger(__name__)
 
@@ -31,6 +33,12 @@ _log = logging.getLogger(__name__)
 Connector = Callable[[Endpoint], grpc.aio.Channel]
 #: Closes what the connector opened for an endpoint.
 Disconnector = Callable[[Endpoint, grpc.aio.Channel], Awaitable[None]]
+
+
+#: How long a removed endpoint's calls in flight may finish before its connection closes.
+DRAIN_TIMEOUT = 30.0
+#: How often a draining endpoint is checked for calls still in flight.
+DRAIN_POLL = 0.05
 
 
 class Supervisor:
@@ -44,43 +52,65 @@ class Supervisor:
         connect: Connector,
         disconnect: Disconnector,
         dns_refresh_period: float = DNS_REFRESH_PERIOD,
+        drain_timeout: float = DRAIN_TIMEOUT,
     ) -> None:
         self._balancer = balancer
         self._target = target
         self._connect = connect
         self._disconnect = disconnect
         self._dns_refresh_period = dns_refresh_period
+        self._drain_timeout = drain_timeout
         self._watchers: dict[str, tuple[asyncio.Task[None], grpc.aio.Channel]] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._draining: dict[Endpoint, grpc.aio.Channel] = {}
         self._closed = False
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A background task that is forgotten when it ends, and logged if it fails."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._task_ended, name))
+        return task
+
+    def _task_ended(self, name: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("background task %s failed", name, exc_info=task.exception())
 
     def start(self) -> None:
         """Start the background tasks; must run on the supervisor's event loop."""
         if self._target.is_dns:
-            self._tasks.append(asyncio.ensure_future(self._resolve_forever()))
+            self._spawn(self._resolve_forever(), "resolve")
         else:
             self.set_addresses(self._target.addresses)
         period = self._balancer.strategy.refresh_period
         if period is not None:
-            self._tasks.append(asyncio.ensure_future(self._refresh_forever(period)))
+            self._spawn(self._refresh_forever(period), "weight refresh")
 
     def set_addresses(self, addresses: list[str] | tuple[str, ...]) -> None:
         added, removed = self._balancer.set_addresses(addresses)
         for endpoint in removed:
             task, control = self._watchers.pop(endpoint.address)
             task.cancel()
-            self._tasks.append(asyncio.ensure_future(self._close_endpoint(task, endpoint, control)))
+            self._draining[endpoint] = control
+            self._spawn(self._retire(task, endpoint, control), f"retire {endpoint.address}")
         for endpoint in added:
             control = self._connect(endpoint)
-            task = asyncio.ensure_future(self._watch(endpoint, control))
+            task = self._spawn(self._watch(endpoint, control), f"watch {endpoint.address}")
             self._watchers[endpoint.address] = (task, control)
 
-    async def _close_endpoint(
+    async def _retire(
         self, task: asyncio.Task[None], endpoint: Endpoint, control: grpc.aio.Channel
     ) -> None:
+        """Close a removed endpoint once its calls in flight are done (as gRPC drains)."""
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await self._disconnect(endpoint, control)
+        deadline = asyncio.get_running_loop().time() + self._drain_timeout
+        with contextlib.suppress(asyncio.CancelledError):  # the channel closing: stop now
+            while endpoint.outstanding > 0 and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(DRAIN_POLL)
+        if self._draining.pop(endpoint, None) is not None:
+            await self._disconnect(endpoint, control)
 
     async def _watch(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
         """Follow one endpoint's connectivity for as long as it is a member."""
@@ -98,7 +128,7 @@ class Supervisor:
         while True:
             try:
                 addresses = await resolve(self._target)
-            except OSError as error:
+            except Exception as error:  # OSError, and UnicodeError for odd names alike
                 _log.warning("resolving %s failed: %s", self._target.dns_host, error)
                 if not self._watchers:  # keep the last good addresses, else fail calls
                     self._balancer.set_resolution_error(
@@ -114,16 +144,23 @@ class Supervisor:
             self._balancer.refresh()
 
     async def aclose(self) -> None:
-        """Stop every task and close every control connection; publish SHUTDOWN."""
+        """Publish SHUTDOWN, then stop every task and close every connection.
+
+        SHUTDOWN comes first: from then on no call picks an endpoint whose connection is
+        about to close (new and waiting calls end CANCELLED, "channel closed").
+        """
         if self._closed:
             return
         self._closed = True
-        tasks = [task for task, _ in self._watchers.values()] + self._tasks
+        self._balancer.shutdown()
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for address, (_task, control) in list(self._watchers.items()):
-            endpoint = next(e for e in self._balancer.endpoints if e.address == address)
-            await self._disconnect(endpoint, control)
+        members = {e.address: e for e in self._balancer.endpoints}
+        closing = [(members[a], control) for a, (_task, control) in self._watchers.items()]
+        closing += list(self._draining.items())
         self._watchers.clear()
-        self._balancer.shutdown()
+        self._draining.clear()
+        for endpoint, control in closing:
+            await self._disconnect(endpoint, control)
