@@ -9,7 +9,7 @@ returned, failed, cancelled or abandoned (the report rides on the call's done ca
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -22,13 +22,22 @@ from resilientrpc.load_report import parse_load_report
 from resilientrpc.picker import PickResult
 from resilientrpc.router import SyncRouter
 
-__all__ = ["NOT_NOW", "BalancingInterceptor", "attempt_details", "outcome_of", "reporter"]
+__all__ = [
+    "NOT_NOW",
+    "BalancingInterceptor",
+    "abandoned_outcome",
+    "attempt_details",
+    "outcome_of",
+    "raise_if_closing",
+    "reporter",
+]
 
 #: What :meth:`BalancingInterceptor.call_now` returns when the call must take the chain.
 NOT_NOW: Any = object()
 
 _OK = grpc.StatusCode.OK
 _CANCELLED = grpc.StatusCode.CANCELLED
+_SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN
 
 
 def outcome_of(call: Any, latency: float, with_load: bool) -> Outcome:
@@ -38,6 +47,23 @@ def outcome_of(call: Any, latency: float, with_load: bool) -> Outcome:
     if code is _OK:
         return Outcome(code, latency, load)
     return Outcome(code, latency, load, f"{code.name}: {call.details()}")
+
+
+def abandoned_outcome(pick: PickResult, error: BaseException, latency: float) -> Outcome:
+    """The outcome of an attempt that never became a call: the sending itself failed.
+
+    CANCELLED when the caller gave up (asyncio cancellation) or the channel is closing
+    (the endpoint is SHUTDOWN) - neither says anything about the endpoint - else UNKNOWN.
+    """
+    if isinstance(error, asyncio.CancelledError) or pick.endpoint.state is _SHUTDOWN:
+        return Outcome(_CANCELLED, latency)
+    return Outcome(grpc.StatusCode.UNKNOWN, latency, error=f"UNKNOWN: {error!r}")
+
+
+def raise_if_closing(pick: PickResult, error: BaseException) -> None:
+    """Raise CANCELLED "channel closed" for a send refused by an endpoint channel closing."""
+    if pick.endpoint.state is _SHUTDOWN and isinstance(error, Exception):
+        raise LocalRpcError(_CANCELLED, "channel closed") from error
 
 
 def attempt_details(details: Any, pick: PickResult, timeout: float | None) -> AttemptDetails:
@@ -104,11 +130,9 @@ class BalancingInterceptor(
         interceptor contract needs (grpc's ``with_call`` rendezvous, the outcome wrapper),
         which cost more than the rest of the step. Returns the response bytes, raises the
         call's ``grpc.RpcError``, or returns :data:`NOT_NOW` when the call has to wait or
-        fail, or when load reports must be read from the call; the caller then takes the
-        chain.
+        fail; the caller then takes the chain. Only for strategies that read no load
+        reports (they come in the call's trailers, which this path does not keep).
         """
-        if self._with_load:
-            return NOT_NOW
         pick = self._router.pick_now(details.metadata)
         if pick is None:
             return NOT_NOW
@@ -126,8 +150,9 @@ class BalancingInterceptor(
         except grpc.RpcError as error:
             pick.done(outcome_of(error, clock() - pick.start, False))
             raise
-        except BaseException:
-            pick.done(Outcome(grpc.StatusCode.UNKNOWN, clock() - pick.start))
+        except BaseException as error:
+            pick.done(abandoned_outcome(pick, error, clock() - pick.start))
+            raise_if_closing(pick, error)
             raise
         pick.done(Outcome(_OK, clock() - pick.start))
         return response
@@ -154,8 +179,9 @@ class BalancingInterceptor(
     ) -> Any:
         try:
             call = continuation(attempt_details(details, pick, timeout), request)
-        except BaseException:
-            pick.done(Outcome(grpc.StatusCode.UNKNOWN, self._clock() - pick.start))
+        except BaseException as error:
+            pick.done(abandoned_outcome(pick, error, self._clock() - pick.start))
+            raise_if_closing(pick, error)
             raise
         call.add_done_callback(self._reporter(pick))
         return call
@@ -163,11 +189,14 @@ class BalancingInterceptor(
     def _later(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
         """A pending call, whose attempt the router starts when an endpoint can take it."""
         timeout = details.timeout
-        pending = PendingCall(None if timeout is None else time.monotonic() + timeout)
+        clock = self._router.clock
+        pending = PendingCall(None if timeout is None else clock() + timeout, clock)
 
         def start(pick: PickResult, remaining: float | None) -> None:
             try:
                 call = self._send(continuation, details, request, pick, remaining)
+            except LocalRpcError as error:
+                call = error
             except Exception as error:  # the continuation raised: fail the call with it
                 call = LocalRpcError(
                     grpc.StatusCode.UNKNOWN, f"starting the call failed: {error!r}"

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +34,21 @@ __all__ = [
 
 Deserializer = Callable[[bytes], Any] | None
 DoneCallback = Callable[[Any], None]
+
+
+_log = logging.getLogger(__name__)
+
+
+def guarded(fn: Callable[..., object], *args: object) -> None:
+    """Call a user's callback; an exception it raises is logged, never propagated.
+
+    Callbacks run inside the channel's machinery (grpc's threads, the channel's own), so
+    one that fails must not stop the others or the call it reports on (grpc does the same).
+    """
+    try:
+        fn(*args)
+    except Exception:
+        _log.exception("callback %r raised", fn)
 
 
 def deserialize_or_raise(deserializer: Deserializer, payload: Any) -> Any:
@@ -112,7 +128,7 @@ class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):
         return self.__traceback__  # type: ignore[no-any-return]  # grpc.RpcError is Any
 
     def add_done_callback(self, fn: DoneCallback) -> None:
-        fn(self)
+        guarded(fn, self)
 
     # as a failed response stream
     def __iter__(self) -> Iterator[Any]:
@@ -173,7 +189,7 @@ class _Delegating(grpc.Call, grpc.Future):
         return self._call.traceback(timeout)
 
     def add_done_callback(self, fn: DoneCallback) -> None:
-        self._call.add_done_callback(lambda _inner: fn(self))
+        self._call.add_done_callback(functools.partial(_forward_done, fn, self))
 
 
 class UnaryOutcome(_Delegating):
@@ -213,20 +229,28 @@ class UnaryOutcome(_Delegating):
         return None
 
     def add_done_callback(self, fn: DoneCallback) -> None:
-        fn(self)
+        guarded(fn, self)
+
+
+_UNREAD: Any = object()
 
 
 class ResponseFuture(_Delegating):
     """A pending unary response whose bytes are deserialized on ``result()``."""
 
-    __slots__ = ("_deserializer",)
+    __slots__ = ("_deserializer", "_response")
 
     def __init__(self, call: Any, deserializer: Deserializer) -> None:
         super().__init__(call)
         self._deserializer = deserializer
+        self._response: Any = _UNREAD
 
     def result(self, timeout: float | None = None) -> Any:
-        return deserialize_or_raise(self._deserializer, self._call.result(timeout))
+        response = self._response
+        if response is _UNREAD:
+            response = deserialize_or_raise(self._deserializer, self._call.result(timeout))
+            self._response = response
+        return response
 
 
 class ResponseStream(_Delegating):
@@ -270,7 +294,8 @@ class PendingCall(grpc.Call, grpc.Future):
     call ends.
     """
 
-    def __init__(self, deadline: float | None) -> None:
+    def __init__(self, deadline: float | None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._settled = threading.Event()
         self._call: Any = None
@@ -281,12 +306,13 @@ class PendingCall(grpc.Call, grpc.Future):
         #: Set by the router: withdraws the call from the queue of waiting calls.
         self.withdraw: Callable[[], object] = _nothing
 
-    def settle(self, call: Any) -> bool:
+    def settle(self, call: Any, *, cancelled: bool = False) -> bool:
         """Bind to the attempt's call (or failure); False if already settled."""
         with self._lock:
             if self._call is not None:
                 return False
             self._call = call
+            self._cancelled = cancelled
             done_callbacks, self._done_callbacks = self._done_callbacks or [], None
             rpc_callbacks, self._rpc_callbacks = self._rpc_callbacks, []
         self._settled.set()
@@ -294,18 +320,23 @@ class PendingCall(grpc.Call, grpc.Future):
             call.add_done_callback(functools.partial(_forward_done, fn, self))
         for callback in rpc_callbacks:
             if not call.add_callback(callback):
-                callback()
+                guarded(callback)
         return True
 
-    def _wait(self, timeout: float | None = None) -> Any:
+    def _wait(self, timeout: float | None = None) -> tuple[Any, float | None]:
+        """The settled call, and what is left of ``timeout`` for waiting on it."""
+        if timeout is None:
+            self._settled.wait()
+            return self._call, None
+        started = self._clock()
         if not self._settled.wait(timeout):
             raise grpc.FutureTimeoutError()
-        return self._call
+        return self._call, max(timeout - (self._clock() - started), 0.0)
 
     # grpc.Future
     def cancel(self) -> bool:
-        if self.settle(LocalRpcError(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)):
-            self._cancelled = True
+        error = LocalRpcError(grpc.StatusCode.CANCELLED, CANCELLED_DETAILS)
+        if self.settle(error, cancelled=True):
             self.withdraw()
             return True
         return bool(self._call.cancel())
@@ -322,13 +353,16 @@ class PendingCall(grpc.Call, grpc.Future):
         return call is not None and bool(call.done())
 
     def result(self, timeout: float | None = None) -> Any:
-        return self._wait(timeout).result(timeout)
+        call, left = self._wait(timeout)
+        return call.result(left)
 
     def exception(self, timeout: float | None = None) -> Any:
-        return self._wait(timeout).exception(timeout)
+        call, left = self._wait(timeout)
+        return call.exception(left)
 
     def traceback(self, timeout: float | None = None) -> Any:
-        return self._wait(timeout).traceback(timeout)
+        call, left = self._wait(timeout)
+        return call.traceback(left)
 
     def add_done_callback(self, fn: DoneCallback) -> None:
         with self._lock:
@@ -339,16 +373,16 @@ class PendingCall(grpc.Call, grpc.Future):
 
     # grpc.Call
     def code(self) -> Any:
-        return self._wait().code()
+        return self._wait()[0].code()
 
     def details(self) -> Any:
-        return self._wait().details()
+        return self._wait()[0].details()
 
     def initial_metadata(self) -> Any:
-        return self._wait().initial_metadata()
+        return self._wait()[0].initial_metadata()
 
     def trailing_metadata(self) -> Any:
-        return self._wait().trailing_metadata()
+        return self._wait()[0].trailing_metadata()
 
     def is_active(self) -> bool:
         call = self._call
@@ -358,7 +392,7 @@ class PendingCall(grpc.Call, grpc.Future):
         call = self._call
         if call is not None:
             return call.time_remaining()  # type: ignore[no-any-return]
-        return None if self._deadline is None else max(self._deadline - time.monotonic(), 0.0)
+        return None if self._deadline is None else max(self._deadline - self._clock(), 0.0)
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         with self._lock:
@@ -372,7 +406,7 @@ class PendingCall(grpc.Call, grpc.Future):
         return self
 
     def __next__(self) -> Any:
-        return next(self._wait())
+        return next(self._wait()[0])
 
     def next(self) -> Any:
         return self.__next__()
@@ -386,5 +420,5 @@ def _nothing() -> None:
     pass
 
 
-def _forward_done(fn: DoneCallback, pending: PendingCall, _call: Any) -> None:
-    fn(pending)
+def _forward_done(fn: DoneCallback, outer: Any, _inner: Any) -> None:
+    guarded(fn, outer)

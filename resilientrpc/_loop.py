@@ -1,4 +1,6 @@
-"""One asyncio event loop in one daemon thread: the synchronous channel's background.
+"""The synchronous channel's threads: its background loop, and its callback thread.
+
+One asyncio event loop in one daemon thread is the channel's background.
 
 However many endpoints a channel has, its background work (resolution, connectivity
 watches, weight timers) runs as tasks here, so a synchronous channel adds exactly one
@@ -8,11 +10,15 @@ thread, and :meth:`LoopThread.stop` joins it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-__all__ = ["LoopThread"]
+from resilientrpc._calls import guarded
+
+__all__ = ["CallbackThread", "LoopThread"]
 
 T = TypeVar("T")
 
@@ -57,3 +63,29 @@ class LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join()
         self.loop.close()
+
+
+class CallbackThread:
+    """One thread, started on first use, that runs callbacks in order off the loop.
+
+    Whatever may run a user's code - a deferred call's done callbacks, connectivity
+    callbacks - is handed here, so the background loop never waits on user code (a
+    callback that blocks, or closes the channel, must not stall picker updates).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._local = threading.local()
+
+    def submit(self, function: Callable[[], object]) -> None:
+        """Run ``function`` soon; dropped once the thread is stopped (the channel closed)."""
+        with contextlib.suppress(RuntimeError):
+            self._executor.submit(self._run, function)
+
+    def _run(self, function: Callable[[], object]) -> None:
+        self._local.inside = True
+        guarded(function)
+
+    def stop(self) -> None:
+        """Run what is queued, then end the thread (joined unless called from it)."""
+        self._executor.shutdown(wait=not getattr(self._local, "inside", False))

@@ -78,8 +78,11 @@ class Balancer:
             endpoints[address] = endpoint
         for endpoint in removed:
             endpoint.state = Connectivity.SHUTDOWN
+        first = self.picker.state is Connectivity.IDLE  # the first answer, even an empty one
+        changed = bool(added or removed) or first or self.picker.error is not None
         self._endpoints = endpoints
-        self.rebuild()
+        if changed:  # an unchanged re-resolution keeps the picker (and round robin's place)
+            self.rebuild()
         return added, removed
 
     def set_state(
@@ -93,13 +96,15 @@ class Balancer:
         if self._endpoints.get(endpoint.address) is not endpoint:
             return  # removed meanwhile
         previous = endpoint.state
+        if error is not None:
+            endpoint.connect_error = error
+        elif state is Connectivity.READY:
+            endpoint.connect_error = None
         if previous is Connectivity.TRANSIENT_FAILURE and state in (
             Connectivity.CONNECTING,
             Connectivity.IDLE,
         ):
             return
-        if error is not None:
-            endpoint.last_error = error
         if state is previous:
             return
         endpoint.state = state

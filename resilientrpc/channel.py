@@ -7,6 +7,9 @@ for the caller. Background work runs as asyncio tasks on one loop thread per cha
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import itertools
 import logging
 import threading
@@ -25,9 +28,10 @@ from resilientrpc._calls import (
     ResponseStream,
     UnaryOutcome,
     deserialize_or_raise,
+    guarded,
 )
 from resilientrpc._core import ChannelCore
-from resilientrpc._loop import LoopThread
+from resilientrpc._loop import CallbackThread, LoopThread
 from resilientrpc._methods import (
     EndpointTransport,
     Invoke,
@@ -131,7 +135,8 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
     ) -> tuple[Any, grpc.Call]:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
         outcome = self._blocking(details, self._serialize(request))
-        return deserialize_or_raise(self._deserializer, outcome.result()), outcome
+        call = ResponseFuture(outcome, self._deserializer)  # result() is the message
+        return call.result(), call
 
     def future(
         self,
@@ -198,7 +203,8 @@ class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
     ) -> tuple[Any, grpc.Call]:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
         outcome = self._blocking(details, self._serialize_all(request_iterator))
-        return deserialize_or_raise(self._deserializer, outcome.result()), outcome
+        call = ResponseFuture(outcome, self._deserializer)  # result() is the message
+        return call.result(), call
 
     def future(
         self,
@@ -237,6 +243,11 @@ class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
         return ResponseStream(call, self._deserializer)
 
 
+def _cancel_timers(timers: list[asyncio.TimerHandle]) -> None:
+    for timer in timers:
+        timer.cancel()
+
+
 class ResilientChannel(grpc.Channel):
     """A ``grpc.Channel`` that spreads every call over many backends.
 
@@ -271,7 +282,10 @@ class ResilientChannel(grpc.Channel):
         self._clock = clock
         self._balancer = core.balancer
         self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
-        self._router = SyncRouter(self._balancer, clock=clock, call_later=self._call_later)
+        self._callbacks = CallbackThread(f"{self._loop.thread.name}-callbacks")
+        self._router = SyncRouter(
+            self._balancer, clock=clock, call_later=self._call_later, deliver=self._deliver
+        )
         balancing = BalancingInterceptor(
             self._router, with_load=core.uses_load_reports, clock=clock
         )
@@ -314,15 +328,30 @@ class ResilientChannel(grpc.Channel):
         steps = self._interceptors if blocking else [*self._interceptors[:-1], self._deferring]
         return chain(steps, hook, terminal)
 
-    def _call_later(self, delay: float, function: Callable[[], None]) -> None:
+    def _call_later(self, delay: float, function: Callable[[], None]) -> Callable[[], None]:
+        """Run ``function`` on the loop after ``delay`` s; returns its cancel (thread-safe)."""
         loop = self._loop.loop
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(loop.call_later, delay, function)
+        timers: list[asyncio.TimerHandle] = []
+
+        def schedule() -> None:
+            timers.append(loop.call_later(delay, function))
+
+        def cancel() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing runs anyway
+                loop.call_soon_threadsafe(_cancel_timers, timers)
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(schedule)
+        return cancel
+
+    def _deliver(self, function: Callable[[], object]) -> None:
+        """Run ``function`` (which may run user callbacks) off the background loop."""
+        self._callbacks.submit(function)
 
     @property
     def _direct(self) -> BalancingInterceptor | None:
         """The balancing step, when nothing stands in front of it (the hot path)."""
-        if len(self._interceptors) == 1:
+        if len(self._interceptors) == 1 and not self._balancer.strategy.uses_load_reports:
             direct: BalancingInterceptor = self._interceptors[0]
             return direct
         return None
@@ -370,35 +399,34 @@ class ResilientChannel(grpc.Channel):
         """Call ``callback`` with the channel's state now and on every change.
 
         READY while at least one endpoint can take traffic, so
-        ``grpc.channel_ready_future(channel)`` works. Callbacks run on the channel's
-        background thread, never under a lock.
+        ``grpc.channel_ready_future(channel)`` works. Callbacks run in order on the
+        channel's callback thread, never under a lock and never on its background loop.
         """
         with self._subscribers_lock:
             self._subscribers[callback] = None
         if not self._closed:
-            self._loop.call(self._deliver_to, callback, self._balancer.picker)
+            picker = self._balancer.picker
+            self._callbacks.submit(lambda: self._deliver_to(callback, picker.state))
 
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         with self._subscribers_lock:
             self._subscribers.pop(callback, None)
 
     def _deliver_to(
-        self, callback: Callable[[grpc.ChannelConnectivity], None], picker: Picker
+        self, callback: Callable[[grpc.ChannelConnectivity], None], state: grpc.ChannelConnectivity
     ) -> None:
         with self._subscribers_lock:
-            if callback not in self._subscribers or self._subscribers[callback] is picker.state:
+            if callback not in self._subscribers or self._subscribers[callback] is state:
                 return
-            self._subscribers[callback] = picker.state
-        try:
-            callback(picker.state)
-        except Exception:
-            _log.exception("connectivity callback %r failed", callback)
+            self._subscribers[callback] = state
+        guarded(callback, state)
 
     def _deliver_connectivity(self, picker: Picker) -> None:
+        state = picker.state
         with self._subscribers_lock:
             callbacks = list(self._subscribers)
         for callback in callbacks:
-            self._deliver_to(callback, picker)
+            self._callbacks.submit(functools.partial(self._deliver_to, callback, state))
 
     # -- status and lifetime ------------------------------------------------------------
     def endpoints(self) -> list[EndpointStatus]:
@@ -415,6 +443,8 @@ class ResilientChannel(grpc.Channel):
         Calls still waiting for an endpoint end with CANCELLED; calls in flight are
         cancelled by their backend channels closing.
         """
+        if threading.current_thread() is self._loop.thread:
+            raise RuntimeError("close() cannot run on the channel's own background loop")
         with self._close_lock:
             if self._closed:
                 return
@@ -423,6 +453,7 @@ class ResilientChannel(grpc.Channel):
             self._loop.run(self._supervisor.aclose(), timeout=30)
         finally:
             self._loop.stop()
+            self._callbacks.stop()  # delivers what closing settled (waiting calls: CANCELLED)
         with self._subscribers_lock:
             self._subscribers.clear()
 

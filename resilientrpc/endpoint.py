@@ -90,8 +90,10 @@ class Endpoint:
         "_ewma",
         "_ewma_stamp",
         "_lock",
+        "_sampled",
         "address",
         "calls",
+        "connect_error",
         "ejected",
         "failures",
         "healthy",
@@ -122,6 +124,9 @@ class Endpoint:
         self.state: grpc.ChannelConnectivity = Connectivity.IDLE
         self.healthy: bool | None = None
         self.ejected = False
+        #: Why the connection failed, as the balancer last heard (connectivity).
+        self.connect_error: str | None = None
+        #: The last failed call's status, as the data path last saw it (diagnostic).
         self.last_error: str | None = None
         self.static_weight = static_weight
         self.weight = static_weight if static_weight is not None else 1.0
@@ -133,6 +138,7 @@ class Endpoint:
         self.failures = 0
         self._ewma = 0.0
         self._ewma_stamp = 0.0
+        self._sampled = False
         self.load: LoadReport | None = None
         self.load_stamp = -math.inf
         self.load_since = math.inf
@@ -166,8 +172,9 @@ class Endpoint:
                 self.failures += 1
                 if outcome.error is not None:
                     self.last_error = outcome.error
-            if self._ewma_stamp == 0.0:
+            if not self._sampled:
                 self._ewma = rtt
+                self._sampled = True
             else:
                 previous = self._ewma
                 if rtt > previous:
@@ -185,20 +192,20 @@ class Endpoint:
 
     def latency(self, now: float | None = None) -> float | None:
         """The peak-EWMA latency estimate in seconds, decayed to ``now``; None before any sample."""
-        stamp = self._ewma_stamp
-        if stamp == 0.0:
+        if not self._sampled:
             return None
+        stamp = self._ewma_stamp
         if now is None:
             now = self._clock()
         return self._ewma * math.exp(-max(now - stamp, 0.0) / self._decay)
 
     def cost(self, now: float) -> float:
         """Peak-EWMA load: decayed latency x (outstanding + 1), with a penalty when unsampled."""
-        stamp = self._ewma_stamp
         outstanding = self.outstanding
-        if stamp == 0.0:
+        if not self._sampled:
             return UNSAMPLED_PENALTY + outstanding if outstanding else 0.0
-        return self._ewma * math.exp(-max(now - stamp, 0.0) / self._decay) * (outstanding + 1)
+        decay = math.exp(-max(now - self._ewma_stamp, 0.0) / self._decay)
+        return self._ewma * decay * (outstanding + 1)
 
     def status(self) -> EndpointStatus:
         latency = self.latency()
@@ -213,5 +220,5 @@ class Endpoint:
             weight=self.weight,
             calls=self.calls,
             failures=self.failures,
-            last_error=self.last_error,
+            last_error=self.connect_error or self.last_error,
         )

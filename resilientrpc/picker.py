@@ -23,9 +23,12 @@ __all__ = [
     "Metadata",
     "PickResult",
     "Picker",
+    "Status",
+    "Wait",
     "aggregate_state",
     "deadline_status",
     "decide",
+    "next_step",
     "no_endpoint_details",
     "no_endpoint_status",
     "ready_pick",
@@ -154,16 +157,54 @@ def route(picker: Picker, metadata: Metadata | None, wait_for_ready: bool) -> Pi
     return decision
 
 
-def no_endpoint_status(picker: Picker) -> tuple[grpc.StatusCode, str]:
+class Wait(NamedTuple):
+    """Wait for the next picker, at most ``timeout`` seconds (None: no deadline)."""
+
+    timeout: float | None
+
+
+class Status(NamedTuple):
+    """The status a call ends with on the client, without having reached a backend."""
+
+    code: grpc.StatusCode
+    details: str
+
+
+def next_step(
+    picker: Picker,
+    metadata: Metadata | None,
+    wait_for_ready: bool,
+    deadline: float | None,
+    now: float,
+) -> PickResult | Status | Wait:
+    """What a call does next against ``picker``: send on a pick, end, or wait (how long).
+
+    The whole routing decision of both drivers, the sync router's queue of deferred calls
+    included; the drivers differ only in how they wait.
+    """
+    step = route(picker, metadata, wait_for_ready)
+    if isinstance(step, PickResult):
+        return step
+    if step is Decision.FAIL:
+        return no_endpoint_status(picker)
+    if deadline is None:
+        return Wait(None)
+    remaining = deadline - now
+    if remaining <= 0:
+        return deadline_status(picker)
+    return Wait(remaining)
+
+
+def no_endpoint_status(picker: Picker) -> Status:
     """Status of a call that found no endpoint and may not wait: CANCELLED once closed."""
     if picker.state is Connectivity.SHUTDOWN:
-        return grpc.StatusCode.CANCELLED, "channel closed"
-    return grpc.StatusCode.UNAVAILABLE, no_endpoint_details(picker)
+        return Status(grpc.StatusCode.CANCELLED, "channel closed")
+    return Status(grpc.StatusCode.UNAVAILABLE, no_endpoint_details(picker))
 
 
-def deadline_status(picker: Picker) -> tuple[grpc.StatusCode, str]:
+def deadline_status(picker: Picker) -> Status:
     """Status of a call whose deadline passed while it waited for an endpoint."""
-    return (
+    return Status(
         grpc.StatusCode.DEADLINE_EXCEEDED,
         "deadline exceeded while waiting for an endpoint; " + no_endpoint_details(picker),
     )
@@ -178,7 +219,7 @@ def no_endpoint_details(picker: Picker) -> str:
         return f"no endpoint available: {reason}"
     parts = []
     for endpoint in picker.members:
-        reason = endpoint.last_error or endpoint.state.name
+        reason = endpoint.connect_error or endpoint.last_error or endpoint.state.name
         if endpoint.healthy is False:
             reason = f"health check failing; {reason}"
         if endpoint.ejected:

@@ -1,14 +1,18 @@
-"""Routing one attempt: pick now, wait for a picker that can take it, or fail at once.
+"""Routing one attempt of the synchronous channel: pick now, wait, or fail at once.
 
-The decision is :func:`resilientrpc.picker.route`, shared by both drivers; this module
-is the synchronous driver's waiting around it. A blocking call waits in its own thread
-on a condition variable the balancer's listener notifies (:meth:`SyncRouter.pick`). A
-call that must not block - a future, a stream - is queued instead
-(:meth:`SyncRouter.defer`) and started from the balancer's listener, on the channel's
-background loop, when a picker can take it; its deadline is a timer on that loop. The
-asyncio twin waits on an asyncio future instead.
+The decision is :func:`resilientrpc.picker.next_step`, shared with the asyncio twin;
+this module is the synchronous driver's waiting around it.
 
-Lock order: the router's lock is taken alone; attempts are started and failed outside it.
+* A blocking call waits in its own thread (:meth:`SyncRouter.pick`) on a condition the
+  balancer's listener notifies.
+* A call that must not block - a future, a stream - is queued (:meth:`SyncRouter.defer`)
+  and settled when a picker decides it, or when its deadline timer fires. Pickers are
+  published and timers fire on the channel's background loop; the settling itself (which
+  starts the attempt, or fails the call and so runs the caller's done callbacks) is
+  handed to ``deliver``, so no user code ever runs on that loop.
+
+Lock order: the router's condition is taken alone, never while picking, starting or
+failing a call.
 """
 
 from __future__ import annotations
@@ -24,35 +28,39 @@ from resilientrpc.picker import (
     Metadata,
     Picker,
     PickResult,
+    Status,
+    Wait,
     deadline_status,
     decide,
-    no_endpoint_status,
+    next_step,
     ready_pick,
-    route,
 )
 
-__all__ = ["SyncRouter", "no_endpoint_error"]
-
-
-def no_endpoint_error(picker: Picker) -> LocalRpcError:
-    """The error of a call that found no endpoint and may not wait (or the channel closed)."""
-    return LocalRpcError(*no_endpoint_status(picker))
-
-
-def deadline_error(picker: Picker) -> LocalRpcError:
-    return LocalRpcError(*deadline_status(picker))
-
+__all__ = ["CallLater", "Deliver", "SyncRouter"]
 
 #: Starts the attempt of a deferred call on the pick, with the timeout left.
-Start = Callable[[PickResult, "float | None"], None]
-#: Schedules ``function`` on the background loop after ``delay`` seconds (thread-safe).
-CallLater = Callable[[float, Callable[[], None]], None]
+Start = Callable[[PickResult, "float | None"], object]
+#: Fails a deferred call.
+Fail = Callable[[LocalRpcError], object]
+#: Schedules ``function`` on the background loop after ``delay`` seconds (thread-safe);
+#: returns a function that cancels it.
+CallLater = Callable[[float, Callable[[], None]], Callable[[], None]]
+#: Runs ``function`` soon, off the background loop.
+Deliver = Callable[[Callable[[], object]], None]
+
+
+def _now(function: Callable[[], object]) -> None:
+    function()
+
+
+def _never(delay: float, function: Callable[[], None]) -> Callable[[], None]:
+    raise RuntimeError("this router cannot defer calls with a deadline: it has no call_later")
 
 
 class _Waiter:
-    """One deferred call, queued until a picker can take it."""
+    """One deferred call, queued until a picker (or its deadline) decides it."""
 
-    __slots__ = ("deadline", "fail", "metadata", "start", "wait_for_ready")
+    __slots__ = ("cancel_timer", "deadline", "fail", "metadata", "start", "wait_for_ready")
 
     def __init__(
         self,
@@ -60,13 +68,14 @@ class _Waiter:
         wait_for_ready: bool,
         deadline: float | None,
         start: Start,
-        fail: Callable[[LocalRpcError], object],
+        fail: Fail,
     ) -> None:
         self.metadata = metadata
         self.wait_for_ready = wait_for_ready
         self.deadline = deadline
         self.start = start
         self.fail = fail
+        self.cancel_timer: Callable[[], None] | None = None
 
 
 class SyncRouter:
@@ -77,75 +86,32 @@ class SyncRouter:
         balancer: Balancer,
         *,
         clock: Callable[[], float] = time.monotonic,
-        call_later: CallLater | None = None,
+        call_later: CallLater = _never,
+        deliver: Deliver = _now,
     ) -> None:
         self._balancer = balancer
         self._clock = clock
         self._call_later = call_later
+        self._deliver = deliver
         self._changed = threading.Condition(threading.Lock())
         self._waiters: set[_Waiter] = set()
         balancer.add_listener(self._on_picker)
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
+    @property
+    def waiting(self) -> int:
+        """How many deferred calls are queued now."""
+        return len(self._waiters)
 
     def _on_picker(self, picker: Picker) -> None:
         with self._changed:
             self._changed.notify_all()
             waiters = list(self._waiters)
         for waiter in waiters:
-            self._try(waiter, picker)
-
-    def defer(
-        self,
-        metadata: Metadata | None,
-        wait_for_ready: bool,
-        timeout: float | None,
-        start: Start,
-        fail: Callable[[LocalRpcError], object],
-    ) -> Callable[[], object]:
-        """Start an attempt when a picker can take it, without blocking the caller.
-
-        ``start(pick, timeout_left)`` or ``fail(error)`` is called exactly once: at once
-        if the current picker decides, else from the balancer's listener or the deadline
-        timer. Returns a function that withdraws the call (when its caller cancels it).
-        """
-        deadline = None if timeout is None else self._clock() + timeout
-        waiter = _Waiter(metadata, wait_for_ready, deadline, start, fail)
-        with self._changed:
-            self._waiters.add(waiter)
-        if self._try(waiter, self._balancer.picker) and deadline is not None:
-            if self._call_later is None:
-                raise RuntimeError("a router that defers calls with deadlines needs call_later")
-            self._call_later(max(timeout or 0.0, 0.0), lambda: self._expire(waiter))
-        return lambda: self._claim(waiter)
-
-    def _claim(self, waiter: _Waiter) -> bool:
-        """Take ``waiter`` off the queue; True for the one caller that got it."""
-        with self._changed:
-            if waiter in self._waiters:
-                self._waiters.discard(waiter)
-                return True
-            return False
-
-    def _try(self, waiter: _Waiter, picker: Picker) -> bool:
-        """Route ``waiter`` on ``picker``; True while it is still waiting."""
-        if decide(picker, waiter.wait_for_ready) is Decision.WAIT:
-            return True
-        if not self._claim(waiter):
-            return False  # started, failed or withdrawn elsewhere
-        step = route(picker, waiter.metadata, waiter.wait_for_ready)
-        if isinstance(step, PickResult):
-            deadline = waiter.deadline
-            waiter.start(step, None if deadline is None else deadline - self._clock())
-            return False
-        if step is Decision.FAIL:
-            waiter.fail(no_endpoint_error(picker))
-            return False
-        with self._changed:  # READY, but nothing for this call yet and it may wait
-            self._waiters.add(waiter)
-        return True
-
-    def _expire(self, waiter: _Waiter) -> None:
-        if self._claim(waiter):
-            waiter.fail(deadline_error(self._balancer.picker))
+            self._try(waiter, picker, self._deliver)
 
     def pick_now(self, metadata: Metadata | None) -> PickResult | None:
         """The hot path: an endpoint from a READY picker, without waiting; None otherwise."""
@@ -158,20 +124,76 @@ class SyncRouter:
         result = ready_pick(self._balancer.picker, metadata)
         if result is not None:
             return result, timeout
+        clock = self._clock
+        deadline = None if timeout is None else clock() + timeout
+        while True:
+            picker = self._balancer.picker
+            step = next_step(picker, metadata, wait_for_ready, deadline, clock())
+            if isinstance(step, PickResult):
+                return step, None if deadline is None else deadline - clock()
+            if isinstance(step, Status):
+                return LocalRpcError(*step)
+            with self._changed:
+                if self._balancer.picker is picker:  # else a new one came meanwhile
+                    self._changed.wait(step.timeout)
+
+    def defer(
+        self,
+        metadata: Metadata | None,
+        wait_for_ready: bool,
+        timeout: float | None,
+        start: Start,
+        fail: Fail,
+    ) -> Callable[[], object]:
+        """Start an attempt when a picker can take it, without blocking the caller.
+
+        Exactly one of ``start(pick, timeout_left)`` or ``fail(error)`` is called: at once
+        (in the caller's thread) if the current picker decides, else later through
+        ``deliver``. Returns a function that withdraws the call (its caller cancelled it).
+        """
         deadline = None if timeout is None else self._clock() + timeout
+        waiter = _Waiter(metadata, wait_for_ready, deadline, start, fail)
         with self._changed:
-            while True:
-                picker = self._balancer.picker
-                step = route(picker, metadata, wait_for_ready)
-                if isinstance(step, PickResult):
-                    remaining = None if deadline is None else deadline - self._clock()
-                    return step, remaining
-                if step is Decision.FAIL:
-                    return no_endpoint_error(picker)
-                if deadline is None:
-                    self._changed.wait()
-                    continue
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    return deadline_error(picker)
-                self._changed.wait(remaining)
+            self._waiters.add(waiter)
+        if deadline is not None:
+            waiter.cancel_timer = self._call_later(
+                max(deadline - self._clock(), 0.0), lambda: self._expire(waiter)
+            )
+        self._try(waiter, self._balancer.picker, _now)
+        return lambda: self._claim(waiter)
+
+    def _claim(self, waiter: _Waiter) -> bool:
+        """Take ``waiter`` off the queue; True for the one caller that got it."""
+        with self._changed:
+            if waiter not in self._waiters:
+                return False
+            self._waiters.discard(waiter)
+        if waiter.cancel_timer is not None:
+            waiter.cancel_timer()
+        return True
+
+    def _try(self, waiter: _Waiter, picker: Picker, deliver: Deliver) -> None:
+        """Settle ``waiter`` if ``picker`` decides it; leave it queued otherwise."""
+        if decide(picker, waiter.wait_for_ready) is Decision.WAIT:
+            return  # cheap check first: no pick, no claim
+        if not self._claim(waiter):
+            return  # settled or withdrawn elsewhere
+        step = next_step(
+            picker, waiter.metadata, waiter.wait_for_ready, waiter.deadline, self._clock()
+        )
+        if isinstance(step, Wait):  # READY, yet nothing for this call: back in the queue
+            with self._changed:
+                self._waiters.add(waiter)
+            return
+        if isinstance(step, PickResult):
+            deadline = waiter.deadline
+            left = None if deadline is None else deadline - self._clock()
+            deliver(lambda: waiter.start(step, left))
+        else:
+            error = LocalRpcError(*step)
+            deliver(lambda: waiter.fail(error))
+
+    def _expire(self, waiter: _Waiter) -> None:
+        if self._claim(waiter):
+            error = LocalRpcError(*deadline_status(self._balancer.picker))
+            self._deliver(lambda: waiter.fail(error))

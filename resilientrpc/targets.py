@@ -63,6 +63,10 @@ def parse_address(text: object, path: str) -> tuple[str, int]:
             raise ConfigError(path, f"{text!r}: write IPv6 addresses in brackets, '[::1]:50051'")
         if any(c.isspace() for c in host) or "/" in host:
             raise ConfigError(path, f"{host!r} is not a host name or address")
+        try:
+            host.encode("idna")  # labels of 1 to 63 characters, as DNS needs
+        except UnicodeError:
+            raise ConfigError(path, f"{host!r} is not a valid host name") from None
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(path, f"port {port_text!r} is not a number from 1 to 65535")
     return host, int(port_text)

@@ -51,9 +51,9 @@ def build_strategy(
     if isinstance(policy, LeastRequest):
         return LeastRequestStrategy(choice_count=policy.choice_count, rng=rng, clock=clock)
     if isinstance(policy, PeakEwma):
-        strategy = PeakEwmaStrategy(choice_count=policy.choice_count, rng=rng, clock=clock)
-        strategy.decay = policy.decay
-        return strategy
+        return PeakEwmaStrategy(
+            choice_count=policy.choice_count, decay=policy.decay, rng=rng, clock=clock
+        )
     if isinstance(policy, WeightedRoundRobin):
         return WeightedRoundRobinStrategy(
             weights=policy.weights,

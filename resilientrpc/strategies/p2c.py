@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 
-from resilientrpc.endpoint import Endpoint
+from resilientrpc.endpoint import DEFAULT_DECAY, Endpoint
 from resilientrpc.picker import Chooser, Metadata
 from resilientrpc.strategies.base import Strategy, two_distinct
 
@@ -20,6 +20,9 @@ __all__ = ["LeastRequestStrategy", "PeakEwmaStrategy"]
 
 
 class _PowerOfChoices(Strategy):
+    #: Whether the load is a function of time (read the clock once per pick).
+    timed = False
+
     def __init__(
         self,
         *,
@@ -30,12 +33,15 @@ class _PowerOfChoices(Strategy):
         super().__init__(rng=rng, clock=clock)
         self.choice_count = choice_count
 
-    def load_function(self) -> Callable[[Endpoint], float]:
+    @staticmethod
+    def load(endpoint: Endpoint, now: float) -> float:
+        """The endpoint's load at ``now``; the sampled endpoint with the least wins."""
         raise NotImplementedError
 
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         count = len(ready)
-        load = self.load_function()
+        load = self.load
+        clock = self.clock if self.timed else _no_clock
         if count == 1:
             only = ready[0]
 
@@ -49,15 +55,22 @@ class _PowerOfChoices(Strategy):
             def choose_two(metadata: Metadata | None) -> Endpoint:
                 i, j = two_distinct(rng, count)
                 a, b = ready[i], ready[j]
-                return a if load(a) <= load(b) else b
+                now = clock()
+                return a if load(a, now) <= load(b, now) else b
 
             return choose_two
         sample_size = min(self.choice_count, count)
 
         def choose_many(metadata: Metadata | None) -> Endpoint:
-            return min((ready[i] for i in rng.sample(range(count), sample_size)), key=load)
+            now = clock()
+            sample = (ready[i] for i in rng.sample(range(count), sample_size))
+            return min(sample, key=lambda endpoint: load(endpoint, now))
 
         return choose_many
+
+
+def _no_clock() -> float:
+    return 0.0
 
 
 class LeastRequestStrategy(_PowerOfChoices):
@@ -65,12 +78,9 @@ class LeastRequestStrategy(_PowerOfChoices):
 
     name = "least_request"
 
-    def load_function(self) -> Callable[[Endpoint], float]:
-        return _outstanding
-
-
-def _outstanding(endpoint: Endpoint) -> float:
-    return endpoint.outstanding
+    @staticmethod
+    def load(endpoint: Endpoint, now: float) -> float:
+        return endpoint.outstanding
 
 
 class PeakEwmaStrategy(_PowerOfChoices):
@@ -82,11 +92,19 @@ class PeakEwmaStrategy(_PowerOfChoices):
     """
 
     name = "peak_ewma"
+    timed = True
 
-    def load_function(self) -> Callable[[Endpoint], float]:
-        clock = self.clock
+    def __init__(
+        self,
+        *,
+        choice_count: int = 2,
+        decay: float = DEFAULT_DECAY,
+        rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(choice_count=choice_count, rng=rng, clock=clock)
+        self.decay = decay
 
-        def cost(endpoint: Endpoint) -> float:
-            return endpoint.cost(clock())
-
-        return cost
+    @staticmethod
+    def load(endpoint: Endpoint, now: float) -> float:
+        return endpoint.cost(now)

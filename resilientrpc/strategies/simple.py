@@ -33,12 +33,22 @@ class PickFirstStrategy(Strategy):
         super().__init__(rng=rng, clock=clock)
         self.shuffle = shuffle
         self._rank: dict[str, float] = {}
+        self._ranked = 0
+
+    def _next_rank(self) -> float:
+        self._ranked += 1
+        return self._ranked
 
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
-        rank = self._rank
+        previous = self._rank
+        rank: dict[str, float] = {}  # keeps the order of members that stay, forgets the rest
         for endpoint in members:
-            if endpoint.address not in rank:
-                rank[endpoint.address] = self.rng.random() if self.shuffle else len(rank)
+            address = endpoint.address
+            if address in previous:
+                rank[address] = previous[address]
+            else:
+                rank[address] = self.rng.random() if self.shuffle else self._next_rank()
+        self._rank = rank
         first = min(ready, key=lambda e: rank[e.address])
 
         def choose(metadata: Metadata | None) -> Endpoint:
