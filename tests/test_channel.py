@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from resilientrpc import ConfigError
+from resilientrpc.endpoint import EndpointStatus
 from resilientrpc.testing import Backend, BackendProcess, Backends, Faults, LoadReport
 from tests.twins import ChannelHandle, Twin
 
@@ -28,6 +29,21 @@ def wait_all_available(handle: ChannelHandle, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     while not all(s.available for s in handle.endpoints()):
         assert time.monotonic() < deadline, handle.endpoints()
+        time.sleep(0.01)
+
+
+def wait_endpoints(
+    handle: ChannelHandle,
+    condition: Callable[[list[EndpointStatus]], bool],
+    timeout: float = 5.0,
+) -> list[EndpointStatus]:
+    """Poll the endpoint snapshot until ``condition`` holds; fail (showing it) at the timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        statuses = handle.endpoints()
+        if condition(statuses):
+            return statuses
+        assert time.monotonic() < deadline, statuses
         time.sleep(0.01)
 
 
@@ -69,8 +85,9 @@ def test_status_code_and_details_pass_through(open_channel: Open, backends: Star
     with pytest.raises(grpc.RpcError) as caught:
         handle.server_stream("s", 2)
     assert caught.value.code() is grpc.StatusCode.NOT_FOUND
-    status = handle.endpoints()[0]
-    assert status.failures == 2 and status.outstanding == 0
+    # grpc wakes a stream's reader before it runs the call's done-callbacks, so the
+    # second outcome may be recorded a moment after the error surfaced.
+    [status] = wait_endpoints(handle, lambda s: s[0].failures == 2 and s[0].outstanding == 0)
     assert status.last_error is not None and "NOT_FOUND" in status.last_error
 
 
@@ -143,7 +160,14 @@ def test_orca_load_reports_shift_traffic(open_channel: Open, backends: Start) ->
     handle = open_channel(group.addresses, config=config)
     wait_all_available(handle)
     shares(handle, 20)  # both report at least once
-    time.sleep(0.35)  # a weight refresh or three
+
+    def orca_weights_in(statuses: list[EndpointStatus]) -> bool:
+        """A weight refresh has turned both load reports into weights."""
+        weight = {s.address: s.weight for s in statuses}
+        busy, idle = weight[group[0].address], weight[group[1].address]
+        return busy > 0 and idle > 5 * busy
+
+    wait_endpoints(handle, orca_weights_in)
     counts = shares(handle, 400)
     # weights 100/0.9 = 111 vs 100/0.1 = 1000: the idle backend should take ~90 %.
     assert counts["idle"] > 0.8 * 400, counts
@@ -166,9 +190,7 @@ def test_ring_hash_same_key_same_backend(open_channel: Open, backends: Start) ->
     # A backend going away moves only its own keys.
     lost = group[0]
     lost.stop()
-    deadline = time.monotonic() + 5
-    while handle.endpoints()[0].available and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_endpoints(handle, lambda s: not s[0].available)
     moved = 0
     for key, before in owners.items():
         now = handle.echo(metadata=[("x-user", key)]).backend
@@ -209,9 +231,7 @@ def test_pick_first_fails_over_in_order(open_channel: Open, backends: Start) -> 
     wait_all_available(handle)
     assert set(shares(handle, 20)) == {"first"}
     group[0].stop()
-    deadline = time.monotonic() + 5
-    while handle.endpoints()[0].available and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_endpoints(handle, lambda s: not s[0].available)
     assert set(shares(handle, 20)) == {"second"}
 
 
@@ -263,12 +283,13 @@ def test_no_endpoint_fails_at_once_naming_addresses(open_channel: Open, backends
     group.stop()
     handle = open_channel(addresses)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
+    while True:
         try:
             handle.echo(timeout=2)
         except grpc.RpcError as error:
             if error.code() is grpc.StatusCode.UNAVAILABLE and "no endpoint" in error.details():
                 break
+        assert time.monotonic() < deadline, handle.endpoints()
         time.sleep(0.05)
     started = time.monotonic()
     with pytest.raises(grpc.RpcError) as caught:
@@ -293,10 +314,27 @@ def test_wait_for_ready_waits_for_an_endpoint(
     assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
     # ...and succeeds once a backend comes up while it waits.
     revived: list[Backend] = []
-    timer = threading.Timer(0.3, lambda: revived.append(Backend("revived", port=port).start()))
+    failed: list[BaseException] = []
+
+    def revive() -> None:
+        try:
+            revived.append(Backend("revived", port=port).start())
+        except Exception as error:  # reported by the test thread below
+            failed.append(error)
+
+    timer = threading.Timer(0.3, revive)
     timer.start()
     try:
-        reply = handle.echo(timeout=10, wait_for_ready=True)
+        try:
+            reply = handle.echo(timeout=10, wait_for_ready=True)
+        except grpc.RpcError:
+            timer.join()
+            if failed:
+                pytest.fail(
+                    f"could not start a backend again on the just-released port {port} "
+                    f"(another process may have taken it): {failed[0]!r}"
+                )
+            raise
         assert reply.backend == "revived"
     finally:
         timer.join()
@@ -338,6 +376,11 @@ def test_close_stops_every_thread(twin: Twin, backends: Start) -> None:
 # -- bad input ------------------------------------------------------------------------
 
 
+def channel_threads() -> set[threading.Thread]:
+    """The channels' own background threads (other threads come and go on their own)."""
+    return {t for t in threading.enumerate() if t.name.startswith("resilientrpc-")}
+
+
 @pytest.mark.parametrize(
     ("targets", "config", "path"),
     [
@@ -367,11 +410,11 @@ def test_close_stops_every_thread(twin: Twin, backends: Start) -> None:
 def test_bad_input_names_the_field_before_anything_starts(
     open_channel: Open, targets: object, config: object, path: str
 ) -> None:
-    before = threading.active_count()
+    before = channel_threads()
     with pytest.raises(ConfigError) as caught:
         open_channel(targets, config=config)
     assert caught.value.path == path, str(caught.value)
-    assert threading.active_count() == before
+    assert channel_threads() == before
 
 
 def test_bad_options_and_credentials(open_channel: Open) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import subprocess
 import sys
 from pathlib import Path
+
+import grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -53,12 +56,28 @@ PUBLIC_MODULES = (
 )
 
 
+#: Public names that deliberately re-export another library's object, and that object.
+FOREIGN_REEXPORTS = {("resilientrpc.endpoint", "Connectivity"): grpc.ChannelConnectivity}
+
+
 def test_public_names_import() -> None:
     for name in PUBLIC_MODULES:
         module = importlib.import_module(name)
         assert module.__doc__, f"{name} has no module docstring"
+        package = name.split(".")[0]
+        assert len(set(module.__all__)) == len(module.__all__), f"{name}.__all__ repeats a name"
         for public in module.__all__:
-            assert getattr(module, public) is not None, f"{name}.{public}"
+            assert hasattr(module, public), f"{name}.__all__ names {public!r}, which it lacks"
+            value = getattr(module, public)
+            if (name, public) in FOREIGN_REEXPORTS:
+                assert value is FOREIGN_REEXPORTS[name, public], f"{name}.{public}"
+            elif inspect.ismodule(value):
+                assert value.__name__.partition(".")[0] == package, f"{name}.{public}: {value}"
+            elif inspect.isclass(value) or inspect.isfunction(value):
+                assert value.__module__.partition(".")[0] == package, (
+                    f"{name}.{public} is {value.__module__}.{value.__qualname__}, "
+                    f"not defined in {package}"
+                )
 
 
 def test_every_module_says_what_it_owns() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +15,7 @@ import pytest
 from grpc_health.v1 import health
 
 from resilientrpc import ResilientChannel
+from resilientrpc.router import SyncRouter
 from resilientrpc.testing import Backend, Backends, Faults, echo_pb2, echo_pb2_grpc
 from resilientrpc.testing.servicer import BackendState, add_backend_services
 
@@ -27,14 +29,30 @@ def wait_idle(channel: ResilientChannel, timeout: float = 3.0) -> None:
         time.sleep(0.01)
 
 
+def recorder(calls: list[Any]) -> tuple[Callable[[Any], None], threading.Event]:
+    """A done-callback that records its argument, and an event set once it has run.
+
+    grpc may run a future's done-callbacks on its own thread after ``result()`` returns.
+    """
+    called = threading.Event()
+
+    def record(future: Any) -> None:
+        calls.append(future)
+        called.set()
+
+    return record, called
+
+
 def test_future_shapes(backends: Start) -> None:
     group = backends(2)
     with ResilientChannel(group.addresses) as channel:
         stub = echo_pb2_grpc.EchoStub(channel)
         future = stub.Echo.future(echo_pb2.EchoRequest(message="f"), timeout=5)
         done: list[Any] = []
-        future.add_done_callback(done.append)
+        record, called = recorder(done)
+        future.add_done_callback(record)
         assert future.result().message == "f"
+        assert called.wait(5), "the done-callback never ran"
         assert future.code() is grpc.StatusCode.OK and done == [future]
         requests = iter([echo_pb2.EchoRequest(message=m) for m in "ab"])
         stream_future = stub.ClientStream.future(requests, timeout=5)
@@ -161,6 +179,18 @@ def test_credentials_and_call_credentials_reach_every_backend() -> None:
             server.stop(0)
 
 
+def waiting_in_router(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is blocked in :meth:`SyncRouter.pick`, on its condition variable."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    if frame is None or frame.f_code is not threading.Condition.wait.__code__:
+        return False
+    while frame is not None:
+        if frame.f_code is SyncRouter.pick.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
 def test_closed_channel_cancels_waiting_calls(backends: Start) -> None:
     group = backends(1)
     address = group.addresses[0]
@@ -176,9 +206,17 @@ def test_closed_channel_cancels_waiting_calls(backends: Start) -> None:
         except grpc.RpcError as error:
             results.append(error.code())
 
-    waiter = threading.Thread(target=call)
+    waiter = threading.Thread(target=call, name="waiting-call")
     waiter.start()
-    time.sleep(0.2)
+    # The call must really be blocked in the router, waiting for an endpoint, when the
+    # channel closes (else this would test a call made on a closed channel).
+    deadline = time.monotonic() + 5
+    while not waiting_in_router(waiter):
+        assert time.monotonic() < deadline, (
+            f"the call never waited for an endpoint: alive={waiter.is_alive()}, {results=}, "
+            f"{channel.endpoints()}"
+        )
+        time.sleep(0.01)
     started = time.monotonic()
     channel.close()
     waiter.join(5)
@@ -191,6 +229,17 @@ def _dead_address(backends: Start) -> tuple[str, int]:
     address, port = group.addresses[0], group[0].port
     group.stop()
     return address, port
+
+
+def _restart(port: int) -> Backend:
+    """A backend on the port :func:`_dead_address` released, or a clear failure."""
+    try:
+        return Backend("revived", port=port).start()
+    except Exception as error:
+        pytest.fail(
+            f"could not start a backend again on the just-released port {port} "
+            f"(another process may have taken it): {error!r}"
+        )
 
 
 def test_future_without_endpoint_returns_at_once_and_settles_later(backends: Start) -> None:
@@ -207,11 +256,13 @@ def test_future_without_endpoint_returns_at_once_and_settles_later(backends: Sta
         assert time.monotonic() - started < 0.5  # neither waited for an endpoint
         assert not future.done() and future.running()
         seen: list[object] = []
-        future.add_done_callback(seen.append)
-        revived = Backend("revived", port=port).start()
+        record, called = recorder(seen)
+        future.add_done_callback(record)
+        revived = _restart(port)
         try:
             assert future.result(timeout=10).backend == "revived"
             assert [r.index for r in stream] == [0, 1]
+            assert called.wait(5), "the done-callback never ran"
             assert seen == [future]
             wait_idle(channel)
         finally:

@@ -78,6 +78,12 @@ def check_health(channel: grpc.Channel, service: str = "") -> str:
     return name
 
 
+def handler_threads(name: str) -> list[str]:
+    """The live handler threads of the backend named ``name`` (``backend-NAME_N``)."""
+    prefix = f"backend-{name}_"
+    return [t.name for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
+
+
 def echo_once(address: str, timeout: float = 5) -> echo_pb2.EchoReply:
     with grpc.insecure_channel(address) as channel:
         reply: echo_pb2.EchoReply = echo_stub(channel).Echo(request(), timeout=timeout)
@@ -210,10 +216,15 @@ def test_hang_hits_the_deadline_and_stop_releases_it() -> None:
                 stub.Echo(request(), timeout=0.3)
             assert status_of(error.value) is grpc.StatusCode.DEADLINE_EXCEEDED
 
+            calls_before = hung.calls
             pending = stub.Echo.future(request())  # no deadline: only stop() ends it
-            time.sleep(0.1)
+            deadline = time.monotonic() + 5
+            while hung.calls == calls_before:  # its handler thread is now hanging
+                assert time.monotonic() < deadline, "the pending call never reached the backend"
+                time.sleep(0.01)
             assert not pending.done()
-            threads_before_stop = threading.active_count()
+            handlers_before_stop = handler_threads("hung")
+            assert handlers_before_stop, "no handler thread holds the hung call"
             started = time.monotonic()
             hung.stop()
             assert time.monotonic() - started < 3
@@ -223,7 +234,7 @@ def test_hang_hits_the_deadline_and_stop_releases_it() -> None:
                 grpc.StatusCode.UNAVAILABLE,
                 grpc.StatusCode.CANCELLED,
             }
-            assert threading.active_count() < threads_before_stop
+            assert handler_threads("hung") == []  # stop() released and joined them all
     finally:
         hung.stop()
 
