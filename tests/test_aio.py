@@ -8,7 +8,9 @@ its own ``asyncio.run``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -21,7 +23,10 @@ import pytest
 import interceptors.aio
 import resilientrpc
 import resilientrpc.aio
+from interceptors.aio import FinishedCall
 from resilientrpc import ConfigError, Outcome
+from resilientrpc._methods import EndpointTransport
+from resilientrpc.aio import AsyncRouter
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.testing import Backend, Backends, Faults, echo_pb2, echo_pb2_grpc
 
@@ -250,6 +255,95 @@ def test_cancelling_a_call_that_waits_for_an_endpoint(
     run(scenario())
 
 
+@pytest.mark.parametrize("path", ["hot", "waiting"])
+def test_cancel_ends_the_call_at_once(
+    backend: StartBackend, outcomes: list[grpc.StatusCode], path: str
+) -> None:
+    """As with grpc.aio's own calls: cancelled and done as soon as cancel() returns True."""
+    address, _port = dead_address(backend)
+    hanging = backend("hanging", faults=Faults(hang=True), max_workers=1)
+
+    async def scenario() -> None:
+        if path == "hot":
+            channel = await ready_channel([hanging.address])
+        else:  # never an endpoint: the call waits in the chain's task
+            channel = resilientrpc.aio.ResilientChannel([address])
+        async with channel:
+            stub = echo_pb2_grpc.EchoStub(channel)
+            call = stub.Echo(request(), timeout=60, wait_for_ready=True)
+            fired: list[object] = []
+            call.add_done_callback(fired.append)
+            await asyncio.sleep(0.1)
+            assert not call.done() and not call.cancelled()
+            assert call.cancel()
+            assert call.cancelled() and call.done()  # no loop turn in between
+            assert fired == [call]
+            assert not call.cancel()
+            later: list[object] = []
+            call.add_done_callback(later.append)  # on a call that is over: at once
+            assert later == [call]
+            assert await call.code() is grpc.StatusCode.CANCELLED
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            await eventually(lambda: channel.endpoints()[0].outstanding == 0)
+            assert outcomes == ([grpc.StatusCode.CANCELLED] if path == "hot" else [])
+            if path == "hot":
+                await frees_the_worker(hanging, stub)
+
+    run(scenario())
+
+
+# -- done callbacks -----------------------------------------------------------------------
+
+
+def raising(call: object) -> None:
+    raise RuntimeError("a caller's callback failed")
+
+
+@pytest.mark.parametrize("path", ["hot", "waiting", "failed"])
+def test_a_raising_done_callback_breaks_nothing(
+    backend: StartBackend,
+    outcomes: list[grpc.StatusCode],
+    caplog: pytest.LogCaptureFixture,
+    path: str,
+) -> None:
+    """Hot: on the endpoint call. Waiting: queued until the chain made it. Failed: none."""
+    echo = backend("echo")
+    address, _port = dead_address(backend)
+
+    async def scenario() -> None:
+        if path == "hot":
+            channel = await ready_channel([echo.address])
+        elif path == "waiting":
+            channel = resilientrpc.aio.ResilientChannel([echo.address])
+        else:
+            channel = resilientrpc.aio.ResilientChannel([address])
+            await asyncio.wait_for(channel.wait_for_state_change(CONNECTING), 5)
+        async with channel:
+            stub = echo_pb2_grpc.EchoStub(channel)
+            calls = [stub.Echo(request(str(n)), timeout=5) for n in range(2)]
+            fired: list[object] = []
+            for call in calls:
+                call.add_done_callback(raising)
+                call.add_done_callback(fired.append)
+            for call in calls:
+                if path == "failed":
+                    with pytest.raises(grpc.aio.AioRpcError):
+                        await call
+                else:
+                    assert (await call).backend == "echo"
+            await eventually(lambda: len(fired) == 2)
+            assert {id(call) for call in fired} == {id(call) for call in calls}  # any order
+            await eventually(lambda: channel.endpoints()[0].outstanding == 0)
+            assert len(outcomes) == (0 if path == "failed" else 2)
+            if path != "failed":
+                assert (await stub.Echo(request(), timeout=5)).backend == "echo"
+
+    with caplog.at_level(logging.ERROR, logger="resilientrpc._calls"):  # the shared guard
+        run(scenario())
+    assert len([r for r in caplog.records if r.name == "resilientrpc._calls"]) == 2
+
+
 # -- lifetime -------------------------------------------------------------------------------
 
 
@@ -311,6 +405,44 @@ def test_close_with_grace_lets_calls_in_flight_finish(backend: StartBackend) -> 
         await channel.close(grace=5)
         assert (await call).message == "late"
         assert channel.endpoints()[0].outstanding == 0
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("path", ["hot", "chain"])
+def test_a_send_refused_by_a_closing_endpoint_ends_cancelled(
+    backend: StartBackend, outcomes: list[grpc.StatusCode], path: str
+) -> None:
+    """An endpoint picked as its channel closes: CANCELLED "channel closed", not UsageError.
+
+    Staged: the endpoint is marked SHUTDOWN (as the balancer does first) and its transport
+    is a closed grpc.aio channel, while the READY picker still holds it.
+    """
+    echo = backend("echo")
+
+    async def scenario() -> None:
+        async with await ready_channel([echo.address]) as channel:
+            if path == "chain":
+                channel._interceptors.insert(0, Recording())  # before any stub is made
+            stub = echo_pb2_grpc.EchoStub(channel)
+            [endpoint] = channel._balancer.endpoints
+            closed = grpc.aio.insecure_channel(echo.address)
+            await closed.close()
+            live = endpoint.transport
+            endpoint.transport, endpoint.state = EndpointTransport(closed), SHUTDOWN
+            try:
+                call = stub.Echo(request(), timeout=5)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await call
+            finally:
+                endpoint.transport, endpoint.state = live, READY
+            assert caught.value.code() is grpc.StatusCode.CANCELLED
+            assert caught.value.details() == "channel closed"
+            assert isinstance(caught.value.__cause__, grpc.aio.UsageError)
+            assert call.done() and await call.code() is grpc.StatusCode.CANCELLED
+            assert outcomes == [grpc.StatusCode.CANCELLED]
+            assert channel.endpoints()[0].outstanding == 0
+            assert (await stub.Echo(request(), timeout=5)).backend == "echo"
 
     run(scenario())
 
@@ -411,6 +543,39 @@ def test_wait_for_ready_waits_then_deadline_or_endpoint(backend: StartBackend) -
     run(scenario())
 
 
+def test_a_waiting_call_has_one_deadline(
+    backend: StartBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deadline the wrapper reports is the one the router waits for, on its clock."""
+    address, _port = dead_address(backend)
+    deadlines: list[float | None] = []
+    pick = AsyncRouter.pick
+
+    async def spy(
+        self: AsyncRouter, metadata: Any, wait: bool, timeout: Any, deadline: Any = None
+    ) -> Any:
+        deadlines.append(deadline)
+        return await pick(self, metadata, wait, timeout, deadline)
+
+    monkeypatch.setattr(AsyncRouter, "pick", spy)
+    skewed = 1000.0  # a channel clock that is not time.monotonic
+
+    async def scenario() -> None:
+        channel = resilientrpc.aio.ResilientChannel(
+            [address], clock=lambda: time.monotonic() + skewed
+        )
+        async with channel:
+            call = echo_pb2_grpc.EchoStub(channel).Echo(request(), timeout=0.3, wait_for_ready=True)
+            remaining = call.time_remaining()
+            assert remaining is not None and 0.2 < remaining <= 0.3
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await call
+            assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert deadlines == [call._deadline]
+
+    run(scenario())
+
+
 # -- streaming requests: read / write / done_writing ----------------------------------------
 
 
@@ -455,6 +620,44 @@ def test_client_stream_write_then_await(backend: StartBackend, path: str) -> Non
             await call.done_writing()
             reply = await call
             assert reply.message == "x,y" and reply.index == 2
+
+    run(scenario())
+
+
+def test_writes_waiting_for_room_share_one_done_callback(backend: StartBackend) -> None:
+    """A write into a full pipe waits for room or for the call's end, each time: the pipe
+    watches the call's end with one done callback, however many writes wait."""
+    echo = backend("echo")
+    writes = 2000
+
+    async def scenario() -> None:
+        async with resilientrpc.aio.ResilientChannel([echo.address]) as channel:
+            call = echo_pb2_grpc.EchoStub(channel).BidiStream(timeout=30)  # while CONNECTING
+            assert call._pipe is not None  # the chain's path: writes go through the pipe
+            await call.write(request("0"))
+            endpoint_call = call._call
+            registered: list[object] = []
+            add = endpoint_call.add_done_callback
+
+            def counting(callback: Any) -> None:
+                registered.append(callback)
+                add(callback)
+
+            endpoint_call.add_done_callback = counting
+            received: list[str] = []
+
+            async def read_all() -> None:
+                async for reply in call:
+                    received.append(reply.message)
+
+            reader = asyncio.ensure_future(read_all())
+            for n in range(1, writes):
+                await call.write(request(str(n)))
+            await call.done_writing()
+            await asyncio.wait_for(reader, 20)
+            assert received == [str(n) for n in range(writes)]
+            assert len(registered) <= 1
+            assert await call.code() is grpc.StatusCode.OK
 
     run(scenario())
 
@@ -559,6 +762,44 @@ def test_an_interceptor_in_front_sees_every_call_shape(backend: StartBackend) ->
 
     run(scenario())
     assert recording.methods == ["Echo", "ServerStream", "ClientStream", "BidiStream"]
+
+
+class Stubborn(Recording):
+    """Keeps its caller's cancellation from the chain, then makes the call anyway."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, req: Any) -> Any:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(5)
+        return await continuation(details, req)
+
+
+def test_a_call_made_after_cancel_is_cancelled_too(
+    backend: StartBackend, outcomes: list[grpc.StatusCode]
+) -> None:
+    echo = backend("echo")
+
+    async def scenario() -> None:
+        async with await ready_channel([echo.address]) as channel:
+            channel._interceptors.insert(0, Stubborn())  # before any stub is made
+            call = echo_pb2_grpc.EchoStub(channel).Echo(request(), timeout=5)
+            await asyncio.sleep(0.05)
+            assert call.cancel() and call.cancelled() and call.done()
+            await eventually(lambda: outcomes == [grpc.StatusCode.CANCELLED])
+            assert channel.endpoints()[0].outstanding == 0
+
+    run(scenario())
+
+
+def test_finished_call_raises_if_the_status_is_not_readable_at_once() -> None:
+    """A done grpc.aio call's status is read synchronously; if it ever were not, say so."""
+
+    class Unfinished:
+        async def code(self) -> grpc.StatusCode:
+            await asyncio.sleep(0)  # suspends: no status yet
+            return grpc.StatusCode.OK
+
+    with pytest.raises(RuntimeError, match="not available"):
+        FinishedCall(Unfinished()).code()
 
 
 # -- bad input ----------------------------------------------------------------------------

@@ -5,34 +5,40 @@ Layered exactly like :mod:`interceptors.balancing`: it asks the router for an en
 continuation - the endpoint transport - with the endpoint in
 :class:`~interceptors.details.AttemptDetails`, and reports the attempt's
 :class:`~resilientrpc.endpoint.Outcome` to the pick's ``done`` from the call's done
-callback, however the call ends (returned, failed, cancelled, abandoned). The details,
-the outcome and the report are the sync module's own functions.
+callback, however the call ends (returned, failed, cancelled, abandoned). The details and
+the outcome are the sync module's own functions.
 
-:meth:`BalancingInterceptor.send_now` is the same step without a task or a coroutine: the
-channel's hot path, taken when the picker is READY and no other interceptor is in front.
+When this step is the whole chain the channel skips the interceptor hooks:
+:meth:`BalancingInterceptor.send_now` is the hot path (no task, no coroutine, no
+``AttemptDetails``), taken when the picker is READY; :meth:`BalancingInterceptor.send_later`
+is the hooks' work for a call that has to wait, with the deadline its wrapper holds.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
 
-from interceptors.balancing import attempt_details, reporter
-from resilientrpc.endpoint import Outcome
+from interceptors.balancing import abandoned_outcome, attempt_details, outcome_of
+from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import PickResult
 
 if TYPE_CHECKING:  # the router module imports resilientrpc.aio, which imports this one
     from resilientrpc.aio.router import AsyncRouter
 
-__all__ = ["BalancingInterceptor", "FinishedCall"]
+__all__ = ["BalancingInterceptor", "FinishedCall", "Start"]
 
-#: Starts one attempt on the endpoint in its details, synchronously: the terminal step.
-Start = Callable[[Any, Any], Any]
+#: Starts one attempt synchronously - ``start(endpoint, details, timeout, payload)`` - on
+#: the endpoint's cached multicallable, with ``details``' metadata, credentials,
+#: wait_for_ready and compression: the bottom of the chain, and the hot path's send.
+Start = Callable[[Endpoint, Any, float | None, Any], Any]
 Continuation = Callable[[Any, Any], Awaitable[Any]]
+
+_CANCELLED = grpc.StatusCode.CANCELLED
+_SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN
 
 
 def _now(step: Coroutine[Any, Any, Any]) -> Any:
@@ -51,6 +57,11 @@ class FinishedCall:
     A ``grpc.aio`` call's ``code()``, ``details()`` and ``trailing_metadata()`` are
     coroutines; once the call is done they complete at once, so its done callback can
     read them here and feed :func:`interceptors.balancing.outcome_of` like a sync call.
+
+    "At once" always holds in a done callback: grpc sets a call's status before it runs
+    the call's done callbacks (``_AioCall._set_status``), and the accessors return a set
+    status without suspending. Were that ever to change, the accessors raise
+    RuntimeError here - loudly, rather than a report going missing.
     """
 
     __slots__ = ("_call",)
@@ -70,48 +81,6 @@ class FinishedCall:
         return _now(self._call.trailing_metadata())
 
 
-class _Status:
-    """A call's final status, read asynchronously (see :func:`_report_when_readable`)."""
-
-    __slots__ = ("_code", "_details", "_trailing_metadata")
-
-    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: Any) -> None:
-        self._code = code
-        self._details = details
-        self._trailing_metadata = trailing_metadata
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
-
-    def trailing_metadata(self) -> Any:
-        return self._trailing_metadata
-
-
-async def _report_when_readable(report: Callable[[Any], None], call: Any) -> None:
-    report(_Status(await call.code(), await call.details(), await call.trailing_metadata()))
-
-
-#: Reports being read asynchronously, referenced until they finish.
-_late_reports: set[asyncio.Future[None]] = set()
-
-
-def _on_done(report: Callable[[Any], None]) -> Callable[[Any], None]:
-    """The done callback of one attempt's call: ``report`` its outcome (once per call)."""
-
-    def on_done(call: Any) -> None:
-        try:
-            report(FinishedCall(call))
-        except RuntimeError:  # not expected from a done call; read its status on the loop
-            late = asyncio.ensure_future(_report_when_readable(report, call))
-            _late_reports.add(late)
-            late.add_done_callback(_late_reports.discard)
-
-    return on_done
-
-
 class BalancingInterceptor(
     grpc.aio.UnaryUnaryClientInterceptor,
     grpc.aio.UnaryStreamClientInterceptor,
@@ -126,36 +95,65 @@ class BalancingInterceptor(
         self._clock = clock
 
     def _report(self, pick: PickResult, call: Any) -> Any:
-        call.add_done_callback(
-            _on_done(reporter(pick, clock=self._clock, with_load=self._with_load))
-        )
+        """Report ``call``'s outcome to ``pick.done`` once it ends; returns ``call``."""
+        clock = self._clock
+        with_load = self._with_load
+
+        def on_done(finished: Any) -> None:
+            pick.done(outcome_of(FinishedCall(finished), clock() - pick.start, with_load))
+
+        call.add_done_callback(on_done)
         return call
 
     def _abandon(self, pick: PickResult, error: BaseException) -> None:
-        """Report an attempt that never became a call (as the sync step does)."""
-        cancelled = isinstance(error, asyncio.CancelledError)
-        code = grpc.StatusCode.CANCELLED if cancelled else grpc.StatusCode.UNKNOWN
-        pick.done(Outcome(code, self._clock() - pick.start))
+        """Report an attempt that never became a call; CANCELLED "channel closed" if closing.
+
+        A send refused because the endpoint's channel is closing (grpc's UsageError or
+        ValueError, or no connection left at all) is raised as the CANCELLED the caller
+        gets from a closed channel, not as grpc's exception.
+        """
+        pick.done(abandoned_outcome(pick, error, self._clock() - pick.start))
+        if pick.endpoint.state is _SHUTDOWN and isinstance(error, Exception):
+            from resilientrpc.aio._calls import rpc_error  # noqa: PLC0415 - an import cycle
+
+            raise rpc_error(_CANCELLED, "channel closed") from error
 
     def send_now(self, details: Any, request: Any, start: Start) -> Any | None:
         """Send the attempt at once if an endpoint can take it now; None if it must wait.
 
-        The hot path: the pick and the endpoint call are made synchronously, with no task
-        and no coroutine; waiting, failing and every other case take the chain instead.
+        The hot path: the pick and the endpoint call are made synchronously, with no task,
+        no coroutine and no ``AttemptDetails``; waiting, failing and every other case take
+        the chain instead.
         """
         pick = self._router.pick_now(details.metadata)
         if pick is None:
             return None
         try:
-            call = start(attempt_details(details, pick, details.timeout), request)
+            call = start(pick.endpoint, details, details.timeout, request)
         except BaseException as error:
             self._abandon(pick, error)
             raise
         return self._report(pick, call)
 
-    async def _attempt(self, continuation: Continuation, details: Any, request: Any) -> Any:
+    async def send_later(
+        self, continuation: Continuation, details: Any, request: Any, deadline: float | None
+    ) -> Any:
+        """The attempt of a call that cannot be sent now, when this step is the whole chain.
+
+        What the interceptor hooks do, with the call's deadline (on the router's clock)
+        already known - the one its wrapper reports in ``time_remaining()``.
+        """
+        return await self._attempt(continuation, details, request, deadline)
+
+    async def _attempt(
+        self,
+        continuation: Continuation,
+        details: Any,
+        request: Any,
+        deadline: float | None = None,
+    ) -> Any:
         pick, timeout = await self._router.pick(
-            details.metadata, bool(details.wait_for_ready), details.timeout
+            details.metadata, bool(details.wait_for_ready), details.timeout, deadline
         )
         try:
             call = await continuation(attempt_details(details, pick, timeout), request)

@@ -4,8 +4,9 @@ Each object wraps the call the chosen endpoint's own ``grpc.aio`` channel made, 
 messages are bytes: responses are deserialized for the caller, requests written with
 ``write()`` are serialized. The endpoint call exists either at once (the hot path picked
 an endpoint synchronously) or once a task running the interceptor chain has made it;
-until then status accessors wait for that task, ``cancel()`` cancels it, and awaiting
-the call or reading from it propagates the caller's cancellation into it.
+until then status accessors wait for that task, ``cancel()`` cancels it (the call is
+over at once, as grpc.aio's are), and awaiting the call or reading from it propagates the
+caller's cancellation into it. Callers' done callbacks are guarded, as grpc guards them.
 
 Also here: :func:`rpc_error`, the ``grpc.aio.AioRpcError`` of a call that failed on the
 client, and the serializing / deserializing helpers the channel's calls share.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
 from typing import Any
@@ -27,6 +29,7 @@ from resilientrpc._calls import (
     Deserializer,
     LocalRpcError,
     deserialize_or_raise,
+    guarded,
 )
 
 __all__ = [
@@ -102,10 +105,11 @@ class RequestPipe:
     so ``write()`` keeps grpc's flow control.
     """
 
-    __slots__ = ("_queue", "closed")
+    __slots__ = ("_ended", "_queue", "closed")
 
     def __init__(self) -> None:
         self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=1)
+        self._ended: asyncio.Future[None] | None = None
         self.closed = False
 
     def __aiter__(self) -> RequestPipe:
@@ -117,18 +121,26 @@ class RequestPipe:
             raise StopAsyncIteration
         return item
 
+    def _ended_future(self, call: Any) -> asyncio.Future[None]:
+        """A future resolved when ``call`` (the pipe's one call) ends.
+
+        Made the first time a write has to wait for room, with one done callback on the
+        call; every later wait reuses it, so a long stream adds no callback per write.
+        """
+        ended = self._ended
+        if ended is None:
+            ended = self._ended = asyncio.get_running_loop().create_future()
+            call.add_done_callback(functools.partial(_resolve, ended))
+        return ended
+
     async def put(self, item: Any, call: Any) -> None:
         """Queue ``item`` once there is room, unless ``call`` ends first."""
         if not self._queue.full():
             self._queue.put_nowait(item)
             return
-        ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-        def on_done(_call: Any) -> None:
-            if not ended.done():
-                ended.set_result(None)
-
-        call.add_done_callback(on_done)
+        ended = self._ended_future(call)
+        if ended.done():
+            return
         put = asyncio.ensure_future(self._queue.put(item))
         try:
             await asyncio.wait((put, ended), return_when=asyncio.FIRST_COMPLETED)
@@ -141,6 +153,16 @@ class RequestPipe:
         self.closed = True
         if not call.done():
             await self.put(_END, call)
+
+
+def _resolve(future: asyncio.Future[None], _call: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _forward_done(callback: DoneCallback, wrapper: Any, _endpoint_call: Any) -> None:
+    """The endpoint call's done callback for a caller's: called with the wrapper, guarded."""
+    guarded(callback, wrapper)
 
 
 def _error_code(error: BaseException | None) -> grpc.StatusCode:
@@ -163,20 +185,24 @@ class _Call:
     """The common part: status, metadata, cancellation and done callbacks.
 
     ``call`` is the endpoint's ``grpc.aio`` call when the hot path made it; otherwise
-    ``task`` runs the interceptor chain and its result becomes the call.
+    ``task`` runs the interceptor chain and its result becomes the call. ``deadline`` is
+    the call's, on ``clock``: what ``time_remaining()`` reports until there is a call.
+    Callers' done callbacks are guarded: one that raises is logged and the rest run.
     """
 
     def __init__(
         self,
         deserializer: Deserializer,
         call: Any,
-        task: asyncio.Task[Any] | None = None,
+        task: asyncio.Future[Any] | None = None,
         deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._deserializer = deserializer
         self._call = call
         self._task = task
         self._deadline = deadline
+        self._clock = clock
         self._error: BaseException | None = None
         self._callbacks: list[DoneCallback] = []
         if task is not None:
@@ -200,8 +226,16 @@ class _Call:
                 self._error = error
         return True
 
-    def _chain_finished(self, task: asyncio.Task[Any]) -> None:
+    def _chain_finished(self, task: asyncio.Future[Any]) -> None:
         self._settled()
+        if self._call is None and not task.cancelled() and task.exception() is None:
+            # cancel() ended this call before the chain took in its cancellation, and the
+            # chain made a call regardless (an interceptor kept the CancelledError from
+            # it): that call is cancelled too.
+            task.result().cancel()
+        self._attach_callbacks()
+
+    def _attach_callbacks(self) -> None:
         callbacks, self._callbacks = self._callbacks, []
         for callback in callbacks:
             self._attach(callback)
@@ -209,9 +243,9 @@ class _Call:
     def _attach(self, callback: DoneCallback) -> None:
         call = self._call
         if call is None:
-            callback(self)  # the chain failed or was cancelled: the call is over
+            guarded(callback, self)  # the chain failed or was cancelled: the call is over
         else:
-            call.add_done_callback(lambda _call: callback(self))
+            call.add_done_callback(functools.partial(_forward_done, callback, self))
 
     async def _active(self) -> Any:
         """The endpoint call, waiting for the chain; raises however the chain failed.
@@ -238,7 +272,12 @@ class _Call:
         task = self._task
         if task is None or self._settled():
             return self._call is not None and bool(self._call.cancel())
-        return task.cancel()
+        task.cancel()  # not done (else settled): this succeeds, the chain ends soon
+        # As with grpc.aio's own calls, the call is over (cancelled and done) as soon as
+        # cancel() returns True, not once the loop has run the chain's cancellation.
+        self._error = asyncio.CancelledError()
+        self._attach_callbacks()
+        return True
 
     def cancelled(self) -> bool:
         if not self._settled():
@@ -258,7 +297,7 @@ class _Call:
             return remaining
         if self._deadline is None or self._error is not None:
             return None
-        return max(self._deadline - time.monotonic(), 0.0)
+        return max(self._deadline - self._clock(), 0.0)
 
     def add_done_callback(self, callback: DoneCallback) -> None:
         if self._settled():
@@ -361,12 +400,13 @@ class _StreamRequest(_Call):
         self,
         deserializer: Deserializer,
         call: Any,
-        task: asyncio.Task[Any] | None = None,
+        task: asyncio.Future[Any] | None = None,
         deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
         serializer: Callable[[Any], bytes] | None = None,
         pipe: RequestPipe | None = None,
     ) -> None:
-        super().__init__(deserializer, call, task, deadline)
+        super().__init__(deserializer, call, task, deadline, clock)
         self._serializer = serializer
         self._pipe = pipe
 

@@ -24,7 +24,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
-from interceptors.aio.balancing import BalancingInterceptor
+from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.details import AttemptDetails
 from resilientrpc._calls import Deserializer
 from resilientrpc._core import ChannelCore
@@ -34,7 +34,6 @@ from resilientrpc._methods import (
     Metadata,
     MethodCall,
     Serializer,
-    attempt_kwargs,
     chain,
 )
 from resilientrpc.aio._calls import (
@@ -54,42 +53,51 @@ __all__ = ["ResilientChannel"]
 
 _READY = grpc.ChannelConnectivity.READY
 _SHUTDOWN = grpc.ChannelConnectivity.SHUTDOWN
-#: Starts one attempt on its endpoint, synchronously: the bottom of the chain.
-_Start = Callable[[AttemptDetails, Any], Any]
+#: Which of an endpoint transport's cached multicallables a call shape is sent on.
+_Shape = Callable[[EndpointTransport, str], Any]
 
 
-# The bottom of the chain: start one attempt on the endpoint the balancing step chose.
-def _start_unary_unary(details: AttemptDetails, payload: Any) -> Any:
-    callable_ = details.endpoint.transport.unary_unary(details.method)
-    return callable_(payload, **attempt_kwargs(details))
+def _attempt_starter(shape: _Shape) -> Start:
+    """How calls of one shape start an attempt: the bottom of the chain, and the hot path.
+
+    The endpoint's cached multicallable called with keyword arguments, nothing built in
+    between (this runs for every call).
+    """
+
+    def start_attempt(endpoint: Endpoint, details: Any, timeout: float | None, payload: Any) -> Any:
+        send = shape(endpoint.transport, details.method)
+        return send(
+            payload,
+            timeout=timeout,
+            metadata=details.metadata,
+            credentials=details.credentials,
+            wait_for_ready=details.wait_for_ready,
+            compression=details.compression,
+        )
+
+    return start_attempt
 
 
-def _start_unary_stream(details: AttemptDetails, payload: Any) -> Any:
-    callable_ = details.endpoint.transport.unary_stream(details.method)
-    return callable_(payload, **attempt_kwargs(details))
+_start_unary_unary = _attempt_starter(EndpointTransport.unary_unary)
+_start_unary_stream = _attempt_starter(EndpointTransport.unary_stream)
+_start_stream_unary = _attempt_starter(EndpointTransport.stream_unary)
+_start_stream_stream = _attempt_starter(EndpointTransport.stream_stream)
 
 
-def _start_stream_unary(details: AttemptDetails, payloads: Any) -> Any:
-    callable_ = details.endpoint.transport.stream_unary(details.method)
-    return callable_(payloads, **attempt_kwargs(details))
-
-
-def _start_stream_stream(details: AttemptDetails, payloads: Any) -> Any:
-    callable_ = details.endpoint.transport.stream_stream(details.method)
-    return callable_(payloads, **attempt_kwargs(details))
-
-
-def _continuation(start: _Start) -> Invoke:
+def _continuation(start: Start) -> Invoke:
     """``start`` as the coroutine continuation a ``grpc.aio`` interceptor awaits."""
 
     async def send(details: AttemptDetails, request: Any) -> Any:
-        return start(details, request)
+        return start(details.endpoint, details, details.timeout, request)
 
     return send
 
 
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + timeout
+def _failed(error: BaseException) -> asyncio.Future[Any]:
+    """A chain that has already failed with ``error``, for a call's wrapper."""
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    future.set_exception(error)
+    return future
 
 
 class _AioMethodCall(MethodCall):
@@ -102,13 +110,15 @@ class _AioMethodCall(MethodCall):
         serializer: Serializer,
         deserializer: Deserializer,
         hook: str,
-        start: _Start,
+        start: Start,
     ) -> None:
         super().__init__(method, serializer, deserializer, channel.config.method_config(method))
         self._channel = channel
         self._start = start
+        self._clock = channel._router.clock
         self._direct = channel._direct
-        self._invoke = channel._chain(hook, _continuation(start))
+        self._continuation = _continuation(start)
+        self._invoke = channel._chain(hook, self._continuation)
 
     def _begin(
         self,
@@ -119,11 +129,13 @@ class _AioMethodCall(MethodCall):
         wait_for_ready: bool | None,
         compression: grpc.Compression | None,
         chain_request: Any = None,
-    ) -> tuple[Any, asyncio.Task[Any] | None, float | None]:
+    ) -> tuple[Any, asyncio.Future[Any] | None, float | None]:
         """Start the call: (endpoint call, None, None) on the hot path, else (None, task, deadline).
 
         ``chain_request`` replaces ``request`` for the chain when they differ (the pipe of
-        ``write()`` requests, which the hot path does not need).
+        ``write()`` requests, which the hot path does not need). The deadline is on the
+        router's clock; when the balancing step is the whole chain it waits for an
+        endpoint until that very deadline.
         """
         channel = self._channel
         if not channel._started:
@@ -131,13 +143,21 @@ class _AioMethodCall(MethodCall):
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
         direct = self._direct
         if direct is not None:
-            call = direct.send_now(details, request, self._start)
+            try:
+                call = direct.send_now(details, request, self._start)
+            except grpc.aio.AioRpcError as error:  # CANCELLED: the endpoint is closing
+                return None, _failed(error), None
             if call is not None:
                 return call, None, None
         if chain_request is None:
             chain_request = request
-        task = asyncio.ensure_future(self._invoke(details, chain_request))
-        return None, task, _deadline(details.timeout)
+        timeout = details.timeout
+        deadline = None if timeout is None else self._clock() + timeout
+        if direct is not None:
+            chain_ = direct.send_later(self._continuation, details, chain_request, deadline)
+        else:
+            chain_ = self._invoke(details, chain_request)
+        return None, asyncio.ensure_future(chain_), deadline
 
 
 class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
@@ -154,7 +174,7 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
         call, task, deadline = self._begin(
             self._serialize(request), timeout, metadata, credentials, wait_for_ready, compression
         )
-        return UnaryUnaryCall(self._deserializer, call, task, deadline)
+        return UnaryUnaryCall(self._deserializer, call, task, deadline, self._clock)
 
 
 class _UnaryStream(_AioMethodCall, grpc.aio.UnaryStreamMultiCallable):
@@ -171,7 +191,7 @@ class _UnaryStream(_AioMethodCall, grpc.aio.UnaryStreamMultiCallable):
         call, task, deadline = self._begin(
             self._serialize(request), timeout, metadata, credentials, wait_for_ready, compression
         )
-        return UnaryStreamCall(self._deserializer, call, task, deadline)
+        return UnaryStreamCall(self._deserializer, call, task, deadline, self._clock)
 
 
 class _StreamingRequests(_AioMethodCall):
@@ -183,7 +203,7 @@ class _StreamingRequests(_AioMethodCall):
         credentials: grpc.CallCredentials | None,
         wait_for_ready: bool | None,
         compression: grpc.Compression | None,
-    ) -> tuple[Any, asyncio.Task[Any] | None, float | None, RequestPipe | None]:
+    ) -> tuple[Any, asyncio.Future[Any] | None, float | None, RequestPipe | None]:
         """Start a request-streaming call: :meth:`_begin`'s result and the pipe if any.
 
         Without a request iterator the caller writes with ``write()``: on the hot path
@@ -210,7 +230,9 @@ class _StreamUnary(_StreamingRequests, grpc.aio.StreamUnaryMultiCallable):
         call, task, deadline, pipe = self._begin_stream(
             request_iterator, timeout, metadata, credentials, wait_for_ready, compression
         )
-        return StreamUnaryCall(self._deserializer, call, task, deadline, self._serializer, pipe)
+        return StreamUnaryCall(
+            self._deserializer, call, task, deadline, self._clock, self._serializer, pipe
+        )
 
 
 class _StreamStream(_StreamingRequests, grpc.aio.StreamStreamMultiCallable):
@@ -226,7 +248,9 @@ class _StreamStream(_StreamingRequests, grpc.aio.StreamStreamMultiCallable):
         call, task, deadline, pipe = self._begin_stream(
             request_iterator, timeout, metadata, credentials, wait_for_ready, compression
         )
-        return StreamStreamCall(self._deserializer, call, task, deadline, self._serializer, pipe)
+        return StreamStreamCall(
+            self._deserializer, call, task, deadline, self._clock, self._serializer, pipe
+        )
 
 
 class ResilientChannel(grpc.aio.Channel):

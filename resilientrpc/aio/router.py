@@ -53,14 +53,26 @@ class AsyncRouter:
         done, _pending = await asyncio.wait((waiter,), timeout=timeout)
         return bool(done)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        """The clock deadlines are measured on (the channel's)."""
+        return self._clock
+
     def pick_now(self, metadata: Metadata | None) -> PickResult | None:
         """The hot path: an endpoint from a READY picker, synchronously; None otherwise."""
         return ready_pick(self._balancer.picker, metadata)
 
     async def pick(
-        self, metadata: Metadata | None, wait_for_ready: bool, timeout: float | None
+        self,
+        metadata: Metadata | None,
+        wait_for_ready: bool,
+        timeout: float | None,
+        deadline: float | None = None,
     ) -> tuple[PickResult, float | None]:
         """An endpoint for one attempt and the timeout left for it.
+
+        ``deadline`` is when ``timeout`` runs out on :attr:`clock`, if the caller has
+        already computed it; otherwise it is computed here when the attempt has to wait.
 
         Raises ``grpc.aio.AioRpcError``: UNAVAILABLE naming every address when no endpoint
         can take the call and it may not wait, DEADLINE_EXCEEDED when its deadline passes
@@ -68,8 +80,9 @@ class AsyncRouter:
         """
         result = self.pick_now(metadata)
         if result is not None:
-            return result, timeout
-        deadline = None if timeout is None else self._clock() + timeout
+            return result, timeout if deadline is None else deadline - self._clock()
+        if deadline is None and timeout is not None:
+            deadline = self._clock() + timeout
         while True:
             picker = self._balancer.picker
             step = route(picker, metadata, wait_for_ready)
