@@ -1,6 +1,6 @@
 """Routing one attempt of the asyncio twin: pick now, wait for a better picker, or fail.
 
-The decision is :func:`resilientrpc.picker.route`, shared with the synchronous
+The decision is :func:`resilientrpc.picker.next_step`, shared with the synchronous
 :class:`~resilientrpc.router.SyncRouter`; this module is only the asyncio waiting around
 it. The balancer runs on the same event loop as the calls here, so its picker listener
 simply resolves the future that waiting calls share; no lock and no thread hop.
@@ -14,16 +14,7 @@ from collections.abc import Callable
 
 from resilientrpc.aio._calls import rpc_error
 from resilientrpc.balancer import Balancer
-from resilientrpc.picker import (
-    Decision,
-    Metadata,
-    Picker,
-    PickResult,
-    deadline_status,
-    no_endpoint_status,
-    ready_pick,
-    route,
-)
+from resilientrpc.picker import Metadata, Picker, PickResult, Status, next_step, ready_pick
 
 __all__ = ["AsyncRouter"]
 
@@ -83,17 +74,12 @@ class AsyncRouter:
             return result, timeout if deadline is None else deadline - self._clock()
         if deadline is None and timeout is not None:
             deadline = self._clock() + timeout
+        clock = self._clock
         while True:
             picker = self._balancer.picker
-            step = route(picker, metadata, wait_for_ready)
+            step = next_step(picker, metadata, wait_for_ready, deadline, clock())
             if isinstance(step, PickResult):
-                return step, None if deadline is None else deadline - self._clock()
-            if step is Decision.FAIL:
-                raise rpc_error(*no_endpoint_status(picker))
-            if deadline is None:
-                await self.changed()
-                continue
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise rpc_error(*deadline_status(picker))
-            await self.changed(remaining)
+                return step, None if deadline is None else deadline - clock()
+            if isinstance(step, Status):
+                raise rpc_error(*step)
+            await self.changed(step.timeout)
