@@ -293,6 +293,7 @@ class ResilientChannel(grpc.Channel):
         # Futures and streams must not block their caller: their chains end in the
         # deferring twin of the balancing step.
         self._deferring = balancing.deferring()
+        # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._subscribers: dict[Callable[[grpc.ChannelConnectivity], None], Any] = {}

@@ -289,6 +289,7 @@ class ResilientChannel(grpc.aio.Channel):
             self._router, with_load=core.uses_load_reports, clock=clock
         )
         self._interceptors: list[Any] = [balancing]
+        # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._supervisor = Supervisor(
