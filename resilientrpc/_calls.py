@@ -57,6 +57,8 @@ def deserialize_or_raise(deserializer: Deserializer, payload: Any) -> Any:
         return payload
     try:
         return deserializer(payload)
+    except LocalRpcError:
+        raise  # already a status (an oversized response)
     except Exception as error:
         raise LocalRpcError(
             grpc.StatusCode.INTERNAL, f"Exception deserializing response: {error!r}"

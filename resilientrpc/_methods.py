@@ -19,6 +19,7 @@ from typing import Any
 import grpc
 
 from interceptors.details import AttemptDetails, CallDetails
+from resilientrpc._calls import LocalRpcError
 from resilientrpc.config import MethodConfig
 
 __all__ = [
@@ -29,6 +30,8 @@ __all__ = [
     "Serializer",
     "attempt_kwargs",
     "chain",
+    "limit_requests",
+    "limit_responses",
 ]
 
 Serializer = Callable[[Any], bytes] | None
@@ -109,8 +112,47 @@ def chain(interceptors: Sequence[Any], hook: str, terminal: Invoke) -> Invoke:
     return invoke
 
 
+def _too_large(what: str, size: int, field: str, limit: int) -> LocalRpcError:
+    return LocalRpcError(
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        f"{what} of {size} bytes is larger than the method's {field} ({limit})",
+    )
+
+
+def limit_requests(serializer: Serializer, limit: int | None) -> Serializer:
+    """``serializer`` refusing a request larger than ``maxRequestMessageBytes``."""
+    if limit is None:
+        return serializer
+
+    def serialize(request: Any) -> bytes:
+        payload: bytes = request if serializer is None else serializer(request)
+        if len(payload) > limit:
+            raise _too_large("request", len(payload), "maxRequestMessageBytes", limit)
+        return payload
+
+    return serialize
+
+
+def limit_responses(deserializer: Deserializer, limit: int | None) -> Deserializer:
+    """``deserializer`` refusing a response larger than ``maxResponseMessageBytes``."""
+    if limit is None:
+        return deserializer
+
+    def deserialize(payload: bytes) -> Any:
+        if len(payload) > limit:
+            raise _too_large("response", len(payload), "maxResponseMessageBytes", limit)
+        return payload if deserializer is None else deserializer(payload)
+
+    return deserialize
+
+
 class MethodCall:
-    """What every multicallable of one method shares: serialization and call defaults."""
+    """What every multicallable of one method shares: serialization and call defaults.
+
+    The method config's ``timeout`` caps the caller's, ``waitForReady`` fills it in, and
+    ``maxRequestMessageBytes`` / ``maxResponseMessageBytes`` are enforced where messages
+    are (de)serialized: RESOURCE_EXHAUSTED, as grpc reports an oversized message.
+    """
 
     __slots__ = ("_deserializer", "_method", "_serializer", "_timeout", "_wait_for_ready")
 
@@ -122,10 +164,15 @@ class MethodCall:
         method_config: MethodConfig | None,
     ) -> None:
         self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
-        self._timeout = method_config.timeout if method_config is not None else None
-        self._wait_for_ready = method_config.wait_for_ready if method_config is not None else None
+        config = method_config
+        self._serializer = limit_requests(
+            serializer, config.max_request_message_bytes if config is not None else None
+        )
+        self._deserializer = limit_responses(
+            deserializer, config.max_response_message_bytes if config is not None else None
+        )
+        self._timeout = config.timeout if config is not None else None
+        self._wait_for_ready = config.wait_for_ready if config is not None else None
 
     def _details(
         self,

@@ -455,3 +455,27 @@ def test_a_killed_backend_process_is_left_out(open_channel: Open) -> None:
     finally:
         for process in processes:
             process.stop()
+
+
+def test_method_message_size_limits(open_channel: Open, backends: Start) -> None:
+    group = backends(1, names=["b"])
+    service = {"service": "resilientrpc.echo.v1.Echo"}
+    config = {
+        "methodConfig": [
+            {"name": [service], "maxRequestMessageBytes": 100, "maxResponseMessageBytes": 60}
+        ]
+    }
+    handle = open_channel(group.addresses, config=config)
+    wait_all_available(handle)
+    assert handle.echo("small").message == "small"
+    calls_before = group[0].calls
+    with pytest.raises(grpc.RpcError) as caught:
+        handle.echo("x" * 200)  # never sent
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "maxRequestMessageBytes" in caught.value.details()
+    assert group[0].calls == calls_before
+    with pytest.raises(grpc.RpcError) as caught:
+        handle.echo("y" * 70)  # sent, but its echo is too large to accept
+    assert caught.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "maxResponseMessageBytes" in caught.value.details()
+    assert group[0].calls == calls_before + 1

@@ -26,7 +26,7 @@ import grpc.aio
 
 from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.details import AttemptDetails
-from resilientrpc._calls import Deserializer
+from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
 from resilientrpc._methods import (
     EndpointTransport,
@@ -42,6 +42,7 @@ from resilientrpc.aio._calls import (
     StreamUnaryCall,
     UnaryStreamCall,
     UnaryUnaryCall,
+    rpc_error,
     serialize_requests,
 )
 from resilientrpc.aio.router import AsyncRouter
@@ -102,6 +103,12 @@ def _failed(error: BaseException) -> asyncio.Future[Any]:
 
 class _AioMethodCall(MethodCall):
     """A multicallable of the asyncio channel: the hot path, else a task running the chain."""
+
+    def _serialize(self, request: Any) -> Any:
+        try:
+            return super()._serialize(request)
+        except LocalRpcError as error:  # an oversized request: grpc.aio's own error type
+            raise rpc_error(error.code(), error.details()) from None
 
     def __init__(
         self,
