@@ -28,12 +28,15 @@ class LoopThread:
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self._abandoned = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_forever()
+        if self._abandoned:  # nobody will join and close it: close it here
+            self.loop.close()
 
     @property
     def thread(self) -> threading.Thread:
@@ -46,6 +49,40 @@ class LoopThread:
     def call(self, function: Callable[..., object], *args: object) -> None:
         """Have the loop call ``function(*args)`` soon (safe from any thread)."""
         self.loop.call_soon_threadsafe(function, *args)
+
+    def call_later(self, delay: float, function: Callable[[], None]) -> Callable[[], None]:
+        """Run ``function`` on the loop after ``delay`` s; returns its cancel (thread-safe)."""
+        loop = self.loop
+        timers: list[asyncio.TimerHandle] = []
+
+        def schedule() -> None:
+            timers.append(loop.call_later(delay, function))
+
+        def cancel() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: nothing runs anyway
+                loop.call_soon_threadsafe(_cancel_timers, timers)
+
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(schedule)
+        return cancel
+
+    def abandon(self, coroutine: Coroutine[Any, Any, object]) -> None:
+        """Run ``coroutine`` on the loop, then stop it, without waiting (from any thread).
+
+        For a channel collected unclosed: its finalizer may run on any thread, even this
+        loop's own, so it cannot wait; the thread ends by itself once the loop stops.
+        """
+        loop = self.loop
+        self._abandoned = True
+
+        async def finish() -> None:
+            try:
+                await coroutine
+            finally:
+                loop.stop()
+
+        with contextlib.suppress(RuntimeError):  # already closed
+            loop.call_soon_threadsafe(asyncio.ensure_future, finish())
 
     def stop(self) -> None:
         """Stop the loop, join its thread and close it; idempotent."""
@@ -63,6 +100,11 @@ class LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join()
         self.loop.close()
+
+
+def _cancel_timers(timers: list[asyncio.TimerHandle]) -> None:
+    for timer in timers:
+        timer.cancel()
 
 
 class CallbackThread:
@@ -86,6 +128,6 @@ class CallbackThread:
         self._local.inside = True
         guarded(function)
 
-    def stop(self) -> None:
-        """Run what is queued, then end the thread (joined unless called from it)."""
-        self._executor.shutdown(wait=not getattr(self._local, "inside", False))
+    def stop(self, *, wait: bool = True) -> None:
+        """Run what is queued, then end the thread (joined if ``wait``, unless called from it)."""
+        self._executor.shutdown(wait=wait and not getattr(self._local, "inside", False))

@@ -7,13 +7,13 @@ for the caller. Background work runs as asyncio tasks on one loop thread per cha
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 import itertools
 import logging
 import threading
 import time
+import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -43,6 +43,7 @@ from resilientrpc._methods import (
 )
 from resilientrpc.config import ServiceConfig
 from resilientrpc.endpoint import Endpoint, EndpointStatus
+from resilientrpc.options import ChannelOptions
 from resilientrpc.picker import Picker
 from resilientrpc.router import SyncRouter
 from resilientrpc.supervisor import Supervisor
@@ -97,10 +98,11 @@ def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any
 
 
 class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
-    __slots__ = ("_blocking", "_direct", "_future")
+    __slots__ = ("_blocking", "_channel", "_direct", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
+        self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._direct = channel._direct
         self._blocking = channel._chain("intercept_unary_unary", _send_unary_blocking)
         self._future = channel._chain("intercept_unary_unary", _send_unary_future, blocking=False)
@@ -152,10 +154,11 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
 
 
 class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
-    __slots__ = ("_invoke",)
+    __slots__ = ("_channel", "_invoke")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
+        self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._invoke = channel._chain("intercept_unary_stream", _send_unary_stream, blocking=False)
 
     def __call__(
@@ -172,10 +175,11 @@ class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
 
 
 class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
-    __slots__ = ("_blocking", "_future")
+    __slots__ = ("_blocking", "_channel", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
+        self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._blocking = channel._chain("intercept_stream_unary", _send_stream_blocking)
         self._future = channel._chain("intercept_stream_unary", _send_stream_future, blocking=False)
 
@@ -221,10 +225,11 @@ class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
 
 
 class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
-    __slots__ = ("_invoke",)
+    __slots__ = ("_channel", "_invoke")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
+        self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._invoke = channel._chain(
             "intercept_stream_stream", _send_stream_stream, blocking=False
         )
@@ -243,9 +248,72 @@ class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
         return ResponseStream(call, self._deserializer)
 
 
-def _cancel_timers(timers: list[asyncio.TimerHandle]) -> None:
-    for timer in timers:
-        timer.cancel()
+async def _start(supervisor: Supervisor) -> None:
+    supervisor.start()
+
+
+def _connector(options: ChannelOptions) -> Callable[[Endpoint], grpc.aio.Channel]:
+    """Opens an endpoint's connections: a sync channel for calls, an aio one to watch."""
+
+    def connect(endpoint: Endpoint) -> grpc.aio.Channel:
+        endpoint.transport = EndpointTransport(options.sync_channel(endpoint.address))
+        return options.aio_channel(endpoint.address)
+
+    return connect
+
+
+async def _disconnect(endpoint: Endpoint, control: grpc.aio.Channel) -> None:
+    await control.close()
+    transport = endpoint.transport
+    if transport is not None:
+        transport.channel.close()
+
+
+class _Subscriptions:
+    """Connectivity subscribers, told of every change in order on the callback thread."""
+
+    def __init__(self, callbacks: CallbackThread) -> None:
+        self._callbacks = callbacks
+        self._lock = threading.Lock()
+        self._last: dict[Callable[[grpc.ChannelConnectivity], None], Any] = {}
+
+    def add(self, callback: Callable[[grpc.ChannelConnectivity], None], state: Any) -> None:
+        with self._lock:
+            self._last[callback] = None
+        self._callbacks.submit(functools.partial(self._deliver, callback, state))
+
+    def remove(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
+        with self._lock:
+            self._last.pop(callback, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._last.clear()
+
+    def on_picker(self, picker: Picker) -> None:
+        """The balancer's listener: queue the new state for every subscriber."""
+        with self._lock:
+            callbacks = list(self._last)
+        for callback in callbacks:
+            self._callbacks.submit(functools.partial(self._deliver, callback, picker.state))
+
+    def _deliver(
+        self, callback: Callable[[grpc.ChannelConnectivity], None], state: grpc.ChannelConnectivity
+    ) -> None:
+        with self._lock:
+            if callback not in self._last or self._last[callback] is state:
+                return
+            self._last[callback] = state
+        guarded(callback, state)
+
+
+def _collected(
+    description: str, loop: LoopThread, supervisor: Supervisor, callbacks: CallbackThread
+) -> None:
+    """A channel was garbage-collected unclosed: warn, and stop its background anyway."""
+    warnings.warn(f"unclosed {description}", ResourceWarning, stacklevel=1)
+    loop.abandon(supervisor.aclose())
+    callbacks.stop(wait=False)
 
 
 class ResilientChannel(grpc.Channel):
@@ -284,7 +352,10 @@ class ResilientChannel(grpc.Channel):
         self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
         self._callbacks = CallbackThread(f"{self._loop.thread.name}-callbacks")
         self._router = SyncRouter(
-            self._balancer, clock=clock, call_later=self._call_later, deliver=self._deliver
+            self._balancer,
+            clock=clock,
+            call_later=self._loop.call_later,
+            deliver=self._callbacks.submit,
         )
         balancing = BalancingInterceptor(
             self._router, with_load=core.uses_load_reports, clock=clock
@@ -296,58 +367,28 @@ class ResilientChannel(grpc.Channel):
         # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
-        self._subscribers: dict[Callable[[grpc.ChannelConnectivity], None], Any] = {}
-        self._subscribers_lock = threading.Lock()
+        self._subscriptions = _Subscriptions(self._callbacks)
         self._closed = False
         self._close_lock = threading.Lock()
-        self._balancer.add_listener(self._deliver_connectivity)
+        self._balancer.add_listener(self._subscriptions.on_picker)
+        # Nothing in the background refers back to the channel, so an unclosed channel
+        # that nobody (no stub) holds any more is collected, and this stops its work.
         self._supervisor = Supervisor(
-            self._balancer, target, connect=self._connect, disconnect=self._disconnect
+            self._balancer, target, connect=_connector(self._options), disconnect=_disconnect
         )
         try:
-            self._loop.run(self._start())
+            self._loop.run(_start(self._supervisor))
         except BaseException:
             self._loop.stop()
             raise
-
-    async def _start(self) -> None:
-        self._supervisor.start()
-
-    # -- endpoint connections (run on the loop thread) ---------------------------------
-    def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
-        endpoint.transport = EndpointTransport(self._options.sync_channel(endpoint.address))
-        return self._options.aio_channel(endpoint.address)
-
-    async def _disconnect(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
-        await control.close()
-        transport = endpoint.transport
-        if transport is not None:
-            transport.channel.close()
+        self._finalizer = weakref.finalize(
+            self, _collected, repr(self), self._loop, self._supervisor, self._callbacks
+        )
 
     # -- the interceptor chain -----------------------------------------------------------
     def _chain(self, hook: str, terminal: Invoke, *, blocking: bool = True) -> Invoke:
         steps = self._interceptors if blocking else [*self._interceptors[:-1], self._deferring]
         return chain(steps, hook, terminal)
-
-    def _call_later(self, delay: float, function: Callable[[], None]) -> Callable[[], None]:
-        """Run ``function`` on the loop after ``delay`` s; returns its cancel (thread-safe)."""
-        loop = self._loop.loop
-        timers: list[asyncio.TimerHandle] = []
-
-        def schedule() -> None:
-            timers.append(loop.call_later(delay, function))
-
-        def cancel() -> None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nothing runs anyway
-                loop.call_soon_threadsafe(_cancel_timers, timers)
-
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(schedule)
-        return cancel
-
-    def _deliver(self, function: Callable[[], object]) -> None:
-        """Run ``function`` (which may run user callbacks) off the background loop."""
-        self._callbacks.submit(function)
 
     @property
     def _direct(self) -> BalancingInterceptor | None:
@@ -403,31 +444,11 @@ class ResilientChannel(grpc.Channel):
         ``grpc.channel_ready_future(channel)`` works. Callbacks run in order on the
         channel's callback thread, never under a lock and never on its background loop.
         """
-        with self._subscribers_lock:
-            self._subscribers[callback] = None
         if not self._closed:
-            picker = self._balancer.picker
-            self._callbacks.submit(lambda: self._deliver_to(callback, picker.state))
+            self._subscriptions.add(callback, self._balancer.picker.state)
 
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
-        with self._subscribers_lock:
-            self._subscribers.pop(callback, None)
-
-    def _deliver_to(
-        self, callback: Callable[[grpc.ChannelConnectivity], None], state: grpc.ChannelConnectivity
-    ) -> None:
-        with self._subscribers_lock:
-            if callback not in self._subscribers or self._subscribers[callback] is state:
-                return
-            self._subscribers[callback] = state
-        guarded(callback, state)
-
-    def _deliver_connectivity(self, picker: Picker) -> None:
-        state = picker.state
-        with self._subscribers_lock:
-            callbacks = list(self._subscribers)
-        for callback in callbacks:
-            self._callbacks.submit(functools.partial(self._deliver_to, callback, state))
+        self._subscriptions.remove(callback)
 
     # -- status and lifetime ------------------------------------------------------------
     def endpoints(self) -> list[EndpointStatus]:
@@ -450,13 +471,13 @@ class ResilientChannel(grpc.Channel):
             if self._closed:
                 return
             self._closed = True
+        self._finalizer.detach()
         try:
             self._loop.run(self._supervisor.aclose(), timeout=30)
         finally:
             self._loop.stop()
             self._callbacks.stop()  # delivers what closing settled (waiting calls: CANCELLED)
-        with self._subscribers_lock:
-            self._subscribers.clear()
+        self._subscriptions.clear()
 
     def __enter__(self) -> ResilientChannel:
         return self

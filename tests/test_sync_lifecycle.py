@@ -5,6 +5,7 @@ callbacks that fail or block, resolver failures, endpoints removed with calls in
 from __future__ import annotations
 
 import collections
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -186,3 +187,20 @@ def test_a_removed_endpoint_finishes_its_calls_in_flight(backends: Start) -> Non
         assert future.result(timeout=5).backend == "leaving"  # drained, not cancelled
         assert echo_pb2_grpc.EchoStub(channel).Echo(REQUEST, timeout=5).backend == "staying"
         assert [s.address for s in channel.endpoints()] == [group.addresses[1]]
+
+
+def test_an_unclosed_channel_nobody_holds_is_stopped_with_a_warning(backends: Start) -> None:
+    group = backends(1)
+    channel = ResilientChannel(group.addresses)
+    stub = echo_pb2_grpc.EchoStub(channel)
+    del channel
+    gc.collect()
+    assert stub.Echo(REQUEST, timeout=5).message == "x"  # the stub keeps it alive
+    with pytest.warns(ResourceWarning, match="unclosed"):
+        del stub
+        gc.collect()
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith("resilientrpc-") for t in threading.enumerate()):
+        assert time.monotonic() < deadline, threading.enumerate()
+        time.sleep(0.02)
+    gc.collect()  # its event loop was closed too: collecting it warns about nothing
