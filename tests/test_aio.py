@@ -836,3 +836,24 @@ def test_public_names_import() -> None:
     for module in (resilientrpc.aio, interceptors.aio):
         for name in module.__all__:
             assert getattr(module, name) is not None, name
+
+
+def test_an_unclosed_channel_nobody_holds_is_stopped_with_a_warning(
+    backends: StartBackends,
+) -> None:
+    group = backends(2)
+
+    async def scenario() -> None:
+        channel = await ready_channel(group.addresses)
+        stub = echo_pb2_grpc.EchoStub(channel)
+        del channel
+        gc.collect()
+        assert (await stub.Echo(request("kept"), timeout=5)).message == "kept"  # stub holds it
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del stub
+            gc.collect()
+        current = asyncio.current_task()
+        # The channel's watches end with it: nothing of it is left on the loop.
+        await eventually(lambda: not [t for t in asyncio.all_tasks() if t is not current])
+
+    run(scenario())

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +50,7 @@ from resilientrpc.aio._calls import (
 from resilientrpc.aio.router import AsyncRouter
 from resilientrpc.config import ServiceConfig
 from resilientrpc.endpoint import Endpoint, EndpointStatus
+from resilientrpc.options import ChannelOptions
 from resilientrpc.supervisor import Supervisor
 
 __all__ = ["ResilientChannel"]
@@ -99,6 +102,43 @@ def _failed(error: BaseException) -> asyncio.Future[Any]:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.set_exception(error)
     return future
+
+
+def _connector(options: ChannelOptions) -> Callable[[Endpoint], grpc.aio.Channel]:
+    """Opens an endpoint's one grpc.aio channel: for its calls, and watched."""
+
+    def connect(endpoint: Endpoint) -> grpc.aio.Channel:
+        channel = options.aio_channel(endpoint.address)
+        endpoint.transport = EndpointTransport(channel)
+        return channel
+
+    return connect
+
+
+async def _disconnect(endpoint: Endpoint, control: grpc.aio.Channel) -> None:
+    await control.close()
+    # Let the grpc channel go now: grpc.aio shuts its machinery down with the last
+    # channel, and a channel kept alive past its event loop ties grpc to that loop.
+    endpoint.transport = None
+
+
+#: Shutdowns of collected channels, referenced until they finish.
+_collecting: set[asyncio.Future[None]] = set()
+
+
+def _collected(description: str, loop: asyncio.AbstractEventLoop, supervisor: Supervisor) -> None:
+    """A channel was garbage-collected unclosed: warn, and stop its background anyway."""
+    warnings.warn(f"unclosed {description}", ResourceWarning, stacklevel=1)
+    if loop.is_closed():
+        return  # its tasks died with the loop
+
+    def shut_down() -> None:
+        task = asyncio.ensure_future(supervisor.aclose())
+        _collecting.add(task)
+        task.add_done_callback(_collecting.discard)
+
+    with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+        loop.call_soon_threadsafe(shut_down)
 
 
 class _AioMethodCall(MethodCall):
@@ -299,11 +339,14 @@ class ResilientChannel(grpc.aio.Channel):
         # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
+        # Nothing in the background refers back to the channel, so an unclosed channel
+        # that nobody (no stub) holds any more is collected, and its finalizer stops it.
         self._supervisor = Supervisor(
-            self._balancer, target, connect=self._connect, disconnect=self._disconnect
+            self._balancer, target, connect=_connector(self._options), disconnect=_disconnect
         )
         self._started = False
         self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -317,18 +360,9 @@ class ResilientChannel(grpc.aio.Channel):
             return
         self._started = True
         self._supervisor.start()
-
-    # -- endpoint connections (on the channel's loop) ------------------------------------
-    def _connect(self, endpoint: Endpoint) -> grpc.aio.Channel:
-        channel = self._options.aio_channel(endpoint.address)
-        endpoint.transport = EndpointTransport(channel)
-        return channel
-
-    async def _disconnect(self, endpoint: Endpoint, control: grpc.aio.Channel) -> None:
-        await control.close()
-        # Let the grpc channel go now: grpc.aio shuts its machinery down with the last
-        # channel, and a channel kept alive past its event loop ties grpc to that loop.
-        endpoint.transport = None
+        self._finalizer = weakref.finalize(
+            self, _collected, repr(self), asyncio.get_running_loop(), self._supervisor
+        )
 
     # -- the interceptor chain -----------------------------------------------------------
     @property
@@ -451,6 +485,8 @@ class ResilientChannel(grpc.aio.Channel):
         if self._closed:
             return
         self._closed = True
+        if self._finalizer is not None:
+            self._finalizer.detach()
         self._balancer.shutdown()
         if grace:
             await asyncio.gather(
