@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
     # The channel is loaded on first use: it stands on the interceptors package, which
     # itself imports the engine modules here, so either package can be imported first.
     if name == "ResilientChannel":
-        from resilientrpc.channel import ResilientChannel  # noqa: PLC0415
+        from resilientrpc.channel import ResilientChannel  # noqa: PLC0415 - lazy: breaks the import cycle
 
         return ResilientChannel
     raise AttributeError(f"module 'resilientrpc' has no attribute {name!r}")

@@ -393,7 +393,7 @@ class PendingCall(grpc.Call, grpc.Future):
     def time_remaining(self) -> float | None:
         call = self._call
         if call is not None:
-            return call.time_remaining()  # type: ignore[no-any-return]
+            return call.time_remaining()  # type: ignore[no-any-return]  # grpc is Any
         return None if self._deadline is None else max(self._deadline - self._clock(), 0.0)
 
     def add_callback(self, callback: Callable[[], None]) -> bool:

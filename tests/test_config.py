@@ -296,12 +296,12 @@ def test_values_survive_pickle_and_copy() -> None:
 def test_values_are_frozen_and_hashable() -> None:
     config = parse_service_config(FULL_CONFIG)
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.load_balancing = RoundRobin()  # type: ignore[misc]
+        config.load_balancing = RoundRobin()  # type: ignore[misc]  # the point: frozen
     policy = config.load_balancing
     assert isinstance(policy, WeightedRoundRobin)
     assert policy.weights is not None
     with pytest.raises(TypeError):
-        policy.weights["127.0.0.1:5001"] = 9.0  # type: ignore[index]
+        policy.weights["127.0.0.1:5001"] = 9.0  # type: ignore[index]  # the point: read-only
     assert {policy: 1}[policy] == 1
     assert WeightedRoundRobin(weights={"a:1": 1.0}) == WeightedRoundRobin(weights={"a:1": 1.0})
 

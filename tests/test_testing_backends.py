@@ -369,7 +369,7 @@ def test_bad_faults_raise_config_error_naming_the_field(
     changes: dict[str, object], path: str
 ) -> None:
     with pytest.raises(ConfigError) as from_constructor:
-        Faults(**changes)  # type: ignore[arg-type]
+        Faults(**changes)  # type: ignore[arg-type]  # bad on purpose
     assert from_constructor.value.path == path
 
     with Backend() as live:
