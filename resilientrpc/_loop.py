@@ -124,10 +124,14 @@ class CallbackThread:
         with contextlib.suppress(RuntimeError):
             self._executor.submit(self._run, function)
 
+    def is_current(self) -> bool:
+        """Whether the calling thread is this callback thread."""
+        return bool(getattr(self._local, "inside", False))
+
     def _run(self, function: Callable[[], object]) -> None:
         self._local.inside = True
         guarded(function)
 
     def stop(self, *, wait: bool = True) -> None:
         """Run what is queued, then end the thread (joined if ``wait``, unless called from it)."""
-        self._executor.shutdown(wait=wait and not getattr(self._local, "inside", False))
+        self._executor.shutdown(wait=wait and not self.is_current())

@@ -52,6 +52,8 @@ __all__ = ["ResilientChannel"]
 
 _log = logging.getLogger(__name__)
 _channel_ids = itertools.count(1)
+#: How long close() waits for the background to shut down before stopping the loop anyway.
+_CLOSE_TIMEOUT = 30.0
 
 
 # The bottom of the chain: send one attempt on the endpoint the balancing step chose.
@@ -270,7 +272,13 @@ async def _disconnect(endpoint: Endpoint, control: grpc.aio.Channel) -> None:
 
 
 class _Subscriptions:
-    """Connectivity subscribers, told of every change in order on the callback thread."""
+    """Connectivity subscribers, told of every change in order on the callback thread.
+
+    Re-entrancy: a subscriber may be the last reference to an object whose finaliser
+    unsubscribes (grpc's ``channel_ready_future`` does, in ``__del__``). So no reference
+    to a callback is ever dropped while ``_lock`` is held: :meth:`clear` swaps the table
+    out and lets it go after releasing the lock, and callbacks run outside it.
+    """
 
     def __init__(self, callbacks: CallbackThread) -> None:
         self._callbacks = callbacks
@@ -284,11 +292,17 @@ class _Subscriptions:
 
     def remove(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         with self._lock:
-            self._last.pop(callback, None)
+            # The stored key (an equal callable) may hold the last reference to an object
+            # with a finaliser: take it out whole and let it go after the lock.
+            stored = next((key for key in self._last if key == callback), None)
+            if stored is not None:
+                del self._last[stored]
+        del stored
 
     def clear(self) -> None:
         with self._lock:
-            self._last.clear()
+            dropped, self._last = self._last, {}
+        dropped.clear()  # finalisers of dropped subscribers may unsubscribe: outside the lock
 
     def on_picker(self, picker: Picker) -> None:
         """The balancer's listener: queue the new state for every subscriber."""
@@ -310,10 +324,22 @@ class _Subscriptions:
 def _collected(
     description: str, loop: LoopThread, supervisor: Supervisor, callbacks: CallbackThread
 ) -> None:
-    """A channel was garbage-collected unclosed: warn, and stop its background anyway."""
+    """A channel was garbage-collected unclosed: warn, and stop its background anyway.
+
+    A finaliser runs on whichever thread the collector happens to run, possibly the
+    loop's own or one holding a lock of ours, so this only queues the shutdown onto the
+    loop and waits for nothing.
+    """
     warnings.warn(f"unclosed {description}", ResourceWarning, stacklevel=1)
-    loop.abandon(supervisor.aclose())
-    callbacks.stop(wait=False)
+    loop.abandon(_shut_down(supervisor, callbacks))
+
+
+async def _shut_down(supervisor: Supervisor, callbacks: CallbackThread) -> None:
+    """Close the supervisor, then let the callback thread end; waits for no thread."""
+    try:
+        await supervisor.aclose()
+    finally:
+        callbacks.stop(wait=False)
 
 
 class ResilientChannel(grpc.Channel):
@@ -370,6 +396,7 @@ class ResilientChannel(grpc.Channel):
         self._subscriptions = _Subscriptions(self._callbacks)
         self._closed = False
         self._close_lock = threading.Lock()
+        self._close_done = threading.Event()
         self._balancer.add_listener(self._subscriptions.on_picker)
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and this stops its work.
@@ -463,21 +490,32 @@ class ResilientChannel(grpc.Channel):
         """Stop all background work, close every connection; idempotent.
 
         Calls still waiting for an endpoint end with CANCELLED; calls in flight are
-        cancelled by their backend channels closing.
+        cancelled by their backend channels closing. Safe from anywhere: a second caller
+        waits for the first to finish, except from the channel's own callback thread (a
+        connectivity or done callback) or from a finaliser run on its background loop,
+        where waiting could never end; those start the shutdown and return.
         """
-        if threading.current_thread() is self._loop.thread:
-            raise RuntimeError("close() cannot run on the channel's own background loop")
         with self._close_lock:
-            if self._closed:
-                return
-            self._closed = True
+            first, self._closed = not self._closed, True
+        on_loop = threading.current_thread() is self._loop.thread
+        inside = on_loop or self._callbacks.is_current()
+        if not first:
+            if not inside:
+                self._close_done.wait()
+            return
         self._finalizer.detach()
         try:
-            self._loop.run(self._supervisor.aclose(), timeout=30)
+            if on_loop:  # cannot wait for the loop from the loop itself
+                self._loop.abandon(_shut_down(self._supervisor, self._callbacks))
+                return
+            try:
+                self._loop.run(self._supervisor.aclose(), timeout=_CLOSE_TIMEOUT)
+            finally:
+                self._loop.stop()
+                self._callbacks.stop()  # delivers what closing settled (waiting calls: CANCELLED)
         finally:
-            self._loop.stop()
-            self._callbacks.stop()  # delivers what closing settled (waiting calls: CANCELLED)
-        self._subscriptions.clear()
+            self._subscriptions.clear()
+            self._close_done.set()
 
     def __enter__(self) -> ResilientChannel:
         return self
