@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import grpc
+import grpc.aio
 
 from interceptors.details import AttemptDetails, CallDetails
 from resilientrpc._calls import LocalRpcError
@@ -57,6 +58,25 @@ class EndpointTransport:
         self._us: dict[str, Any] = {}
         self._su: dict[str, Any] = {}
         self._ss: dict[str, Any] = {}
+
+    def try_to_connect(self) -> None:
+        """Ask the channel to connect now if it is idle (no call needed to start it).
+
+        A sync ``grpc.Channel`` connects lazily, on its first call or subscription, and
+        ``subscribe`` would start a polling thread per channel; its C channel's
+        ``check_connectivity_state(True)`` (what ``subscribe`` itself calls; probed with
+        grpcio 1.85) starts the connection with no thread. Without this, a backend slow
+        to connect is paid for twice: once by the watched connection, then again by the
+        first call on the call connection.
+        """
+        channel = self.channel
+        if isinstance(channel, grpc.aio.Channel):
+            channel.get_state(try_to_connect=True)
+            return
+        core = getattr(channel, "_channel", None)
+        check = getattr(core, "check_connectivity_state", None)
+        if check is not None:
+            check(True)
 
     def unary_unary(self, method: str) -> Any:
         callable_ = self._uu.get(method)

@@ -259,6 +259,7 @@ def _connector(options: ChannelOptions) -> Callable[[Endpoint], grpc.aio.Channel
 
     def connect(endpoint: Endpoint) -> grpc.aio.Channel:
         endpoint.transport = EndpointTransport(options.sync_channel(endpoint.address))
+        endpoint.transport.try_to_connect()  # in step with the watched connection
         return options.aio_channel(endpoint.address)
 
     return connect

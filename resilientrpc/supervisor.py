@@ -121,8 +121,12 @@ class Supervisor:
                 error = f"failed to connect to {endpoint.address}"
             self._balancer.set_state(endpoint, state, error)
             await control.wait_for_state_change(state)
-            # Asking again with try_to_connect keeps an IDLE channel reconnecting.
+            # Asking again with try_to_connect keeps an IDLE channel reconnecting; the
+            # connection calls use (the sync twin's own) is kept connecting alongside.
             state = control.get_state(try_to_connect=True)
+            transport = endpoint.transport
+            if transport is not None:
+                transport.try_to_connect()
 
     async def _resolve_forever(self) -> None:
         while True:

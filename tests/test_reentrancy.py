@@ -67,13 +67,13 @@ def test_many_abandoned_ready_futures_then_close(backends: Start) -> None:
 def test_callback_that_unsubscribes_subscribes_and_closes(backends: Start) -> None:
     group = backends(1)
     channel = ResilientChannel(group.addresses)
-    seen: list[Connectivity] = []
+    seen: list[grpc.ChannelConnectivity] = []
     closed = threading.Event()
 
-    def other(state: Connectivity) -> None:
+    def other(state: grpc.ChannelConnectivity) -> None:
         seen.append(state)
 
-    def callback(state: Connectivity) -> None:
+    def callback(state: grpc.ChannelConnectivity) -> None:
         if state is not Connectivity.READY:
             return
         channel.unsubscribe(callback)
@@ -105,7 +105,7 @@ def test_finaliser_on_the_callback_thread_closes_the_channel(backends: Start) ->
     done = threading.Event()
     holder: list[Any] = [_ClosesOnCollection(channel, done)]
 
-    def callback(state: Connectivity) -> None:
+    def callback(state: grpc.ChannelConnectivity) -> None:
         if state is Connectivity.READY and holder:
             holder.pop()  # the last reference dies here, on the callback thread
 
@@ -137,7 +137,7 @@ def test_concurrent_closes_all_return_after_the_channel_is_shut(backends: Start)
     group = backends(2)
     channel = ResilientChannel(group.addresses)
     grpc.channel_ready_future(channel).result(timeout=5)
-    states: list[Connectivity] = []
+    states: list[grpc.ChannelConnectivity] = []
     lock = threading.Lock()
 
     def close() -> None:
