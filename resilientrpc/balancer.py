@@ -7,11 +7,23 @@ it by replacing ``self.picker``; listeners are then told, outside any lock.
 
 Lock order: the balancer holds no lock while it calls listeners; endpoints' own locks
 are only ever taken alone, for a few arithmetic operations.
+
+Nothing a strategy does can stop the balancer: if building a chooser (or refreshing
+weights) raises, the error is logged and the picker falls back to plain round robin over
+the endpoints that are available *now*. (Keeping the last good picker instead would keep
+sending calls to an endpoint that has died since; a fallback built from the current
+states never does.)
+
+Start-up: a channel's first READY picker waits, for at most :data:`STARTUP_GRACE`, until
+every endpoint has had its first answer (connected, or failed). Calls issued before the
+channel is ready then spread over every backend that connects within the grace, instead
+of all landing on whichever connected first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -19,26 +31,63 @@ from collections.abc import Callable, Sequence
 import grpc
 
 from resilientrpc.endpoint import Connectivity, Endpoint, EndpointStatus
-from resilientrpc.picker import Picker, aggregate_state, empty_picker
+from resilientrpc.picker import Chooser, Metadata, Picker, aggregate_state, empty_picker
 from resilientrpc.strategies import Strategy
 
-__all__ = ["Balancer"]
+__all__ = ["STARTUP_GRACE", "Balancer", "Timer"]
 
 _log = logging.getLogger(__name__)
 
 Listener = Callable[[Picker], None]
+#: States that answer an endpoint's first connection attempt.
+_ANSWERS = (Connectivity.READY, Connectivity.TRANSIENT_FAILURE)
+#: Runs a function after a delay in seconds on the balancer's loop.
+Timer = Callable[[float, Callable[[], None]], object]
+
+#: Longest time the first READY picker waits for endpoints still on their first
+#: connection attempt (seconds).
+STARTUP_GRACE = 0.2
+
+
+def _fallback_chooser(ready: tuple[Endpoint, ...]) -> Chooser:
+    """Plain round robin over ``ready``: what calls get when the strategy fails."""
+    sequence = itertools.count()
+    count = len(ready)
+
+    def choose(metadata: Metadata | None) -> Endpoint:
+        return ready[next(sequence) % count]
+
+    return choose
 
 
 class Balancer:
     """Owns a channel's endpoints; turns every state change into a new picker."""
 
-    def __init__(self, strategy: Strategy, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        startup_grace: float = STARTUP_GRACE,
+    ) -> None:
         self.strategy = strategy
         self._clock = clock
         self._endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
         self._resolution_error: str | None = None
         self.picker: Picker = empty_picker(Connectivity.IDLE)
+        self._startup_grace = startup_grace
+        #: Endpoints yet to answer their first connection attempt while starting up;
+        #: None once the channel has been READY (start-up is over for good).
+        self._unanswered: set[Endpoint] | None = set()
+        self._timer: Timer | None = None
+        self._grace_started = False
+        #: The last strategy failure logged (to log each distinct one once).
+        self._strategy_error: str | None = None
+
+    def start(self, timer: Timer) -> None:
+        """Give the balancer a timer on its loop (the start-up grace needs one)."""
+        self._timer = timer
 
     @property
     def endpoints(self) -> tuple[Endpoint, ...]:
@@ -75,9 +124,13 @@ class Balancer:
                     clock=self._clock,
                 )
                 added.append(endpoint)
+                if self._unanswered is not None:
+                    self._unanswered.add(endpoint)
             endpoints[address] = endpoint
         for endpoint in removed:
             endpoint.state = Connectivity.SHUTDOWN
+            if self._unanswered is not None:
+                self._unanswered.discard(endpoint)
         first = self.picker.state is Connectivity.IDLE  # the first answer, even an empty one
         changed = bool(added or removed) or first or self.picker.error is not None
         self._endpoints = endpoints
@@ -96,6 +149,8 @@ class Balancer:
         if self._endpoints.get(endpoint.address) is not endpoint:
             return  # removed meanwhile
         previous = endpoint.state
+        if self._unanswered is not None and state in _ANSWERS:
+            self._unanswered.discard(endpoint)
         if error is not None:
             endpoint.connect_error = error
         elif state is Connectivity.READY:
@@ -113,7 +168,10 @@ class Balancer:
 
     def refresh(self) -> None:
         """Let the strategy recompute weights, then publish a fresh picker."""
-        self.strategy.refresh(self.endpoints)
+        try:
+            self.strategy.refresh(self.endpoints)
+        except Exception as error:
+            self._strategy_failed("refreshing weights", error)
         self.rebuild()
 
     def set_resolution_error(self, error: str) -> None:
@@ -127,14 +185,54 @@ class Balancer:
             return
         members = self.endpoints
         ready = tuple(e for e in members if e.available)
-        if ready:
-            picker = Picker(
-                Connectivity.READY, ready, members, self.strategy.chooser(ready, members)
-            )
+        if ready and self._holding():
+            picker = empty_picker(Connectivity.CONNECTING, members)
+        elif ready:
+            self._unanswered = None  # READY once: start-up is over
+            picker = Picker(Connectivity.READY, ready, members, self._chooser(ready, members))
         else:
             state = aggregate_state(members) if members else Connectivity.TRANSIENT_FAILURE
             picker = empty_picker(state, members, self._resolution_error)
         self._publish(picker)
+
+    def _holding(self) -> bool:
+        """Whether the first READY picker still waits for endpoints' first answers."""
+        if not self._unanswered or self._timer is None:
+            return False
+        if not self._grace_started:
+            self._grace_started = True
+            self._timer(self._startup_grace, self._end_grace)
+        return True
+
+    def _end_grace(self) -> None:
+        if self._unanswered is not None:
+            self._unanswered = set()
+            self.rebuild()
+
+    def _chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
+        """The strategy's chooser; round robin over ``ready`` if the strategy fails."""
+        try:
+            choose = self.strategy.chooser(ready, members)
+        except Exception as error:
+            self._strategy_failed("building a picker", error)
+            return _fallback_chooser(ready)
+        if self._strategy_error is not None:
+            _log.warning("strategy %s works again", self.strategy.name)
+            self._strategy_error = None
+        return choose
+
+    def _strategy_failed(self, doing: str, error: Exception) -> None:
+        """Log a strategy failure, each distinct one once (rebuilds can be frequent)."""
+        text = f"{type(error).__name__}: {error}"
+        if text != self._strategy_error:
+            self._strategy_error = text
+            _log.error(
+                "strategy %s failed %s; calls go round robin over the available "
+                "endpoints until it recovers",
+                self.strategy.name,
+                doing,
+                exc_info=error,
+            )
 
     def shutdown(self) -> None:
         """Publish the final, empty SHUTDOWN picker; every waiting call is released."""

@@ -406,8 +406,12 @@ class ResilientChannel(grpc.Channel):
         )
         try:
             self._loop.run(_start(self._supervisor))
-        except BaseException:
-            self._loop.stop()
+        except BaseException:  # leave nothing half-started: close what did start
+            try:
+                self._loop.run(self._supervisor.aclose(), timeout=_CLOSE_TIMEOUT)
+            finally:
+                self._loop.stop()
+                self._callbacks.stop()
             raise
         self._finalizer = weakref.finalize(
             self, _collected, repr(self), self._loop, self._supervisor, self._callbacks

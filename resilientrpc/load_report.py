@@ -7,10 +7,16 @@ grpcio's C core consumes the ``endpoint-load-metrics-bin`` trailer itself (it pa
 reports for its own balancers) and does not hand it to Python code, so a Python client
 cannot see it. Servers therefore also send the same bytes under
 :data:`LOAD_REPORT_ALIAS_KEY`; both keys are read, whichever arrives.
+
+A report comes from a server, so every figure is checked where it enters: a figure that
+is not finite, or negative, counts as not reported (0); one above
+:data:`MAX_LOAD_FIGURE` is clamped to it. One backend's odd report can therefore never
+push a weight to infinity or NaN.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,6 +27,7 @@ from resilientrpc.proto import load_report_pb2
 __all__ = [
     "LOAD_REPORT_ALIAS_KEY",
     "LOAD_REPORT_KEY",
+    "MAX_LOAD_FIGURE",
     "LoadReport",
     "encode_load_report",
     "parse_load_report",
@@ -31,6 +38,15 @@ LOAD_REPORT_KEY = "endpoint-load-metrics-bin"
 #: The same report under a key grpcio passes through to the application.
 LOAD_REPORT_ALIAS_KEY = "resilientrpc-load-metrics-bin"
 _KEYS = (LOAD_REPORT_KEY, LOAD_REPORT_ALIAS_KEY)
+#: The largest figure (utilization, queries or errors per second) taken from a report.
+MAX_LOAD_FIGURE = 1e9
+
+
+def _figure(value: float) -> float:
+    """A reported figure made safe: not finite or negative -> 0 (unreported), huge -> clamped."""
+    if not math.isfinite(value) or value <= 0.0:
+        return 0.0
+    return min(value, MAX_LOAD_FIGURE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -83,11 +99,11 @@ def parse_load_report(metadata: Sequence[tuple[str, str | bytes]] | None) -> Loa
             except DecodeError:
                 return None
             return LoadReport(
-                cpu_utilization=message.cpu_utilization,
-                mem_utilization=message.mem_utilization,
-                application_utilization=message.application_utilization,
-                rps_fractional=message.rps_fractional,
-                eps=message.eps,
+                cpu_utilization=_figure(message.cpu_utilization),
+                mem_utilization=_figure(message.mem_utilization),
+                application_utilization=_figure(message.application_utilization),
+                rps_fractional=_figure(message.rps_fractional),
+                eps=_figure(message.eps),
             )
     return None
 

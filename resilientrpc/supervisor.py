@@ -6,6 +6,12 @@ endpoint, no thread per endpoint), and rebuilds the picker on the strategy's tim
 weights change over time. The synchronous channel runs it on its one loop thread; the
 asyncio channel runs it on the caller's loop. All balancer mutations happen here, one at
 a time, on that loop.
+
+Background work survives whatever one endpoint's data does: an exception while handling
+one endpoint's change, a refresh or a resolution is logged and the task carries on
+watching (the balancer itself never lets a strategy failure escape). Opening an
+endpoint's connection failing fails that endpoint only (TRANSIENT_FAILURE, with the
+error as its reason).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from typing import Any
 
 import grpc
@@ -39,6 +45,15 @@ Disconnector = Callable[[Endpoint, grpc.aio.Channel], Awaitable[None]]
 DRAIN_TIMEOUT = 30.0
 #: How often a draining endpoint is checked for calls still in flight.
 DRAIN_POLL = 0.05
+
+
+@contextlib.contextmanager
+def _logged(doing: str) -> Iterator[None]:
+    """Log an exception from ``doing`` and carry on: one failure must not end a task."""
+    try:
+        yield
+    except Exception:
+        _log.exception("background work failed %s; carrying on", doing)
 
 
 class Supervisor:
@@ -79,6 +94,8 @@ class Supervisor:
 
     def start(self) -> None:
         """Start the background tasks; must run on the supervisor's event loop."""
+        loop = asyncio.get_running_loop()
+        self._balancer.start(loop.call_later)
         if self._target.is_dns:
             self._spawn(self._resolve_forever(), "resolve")
         else:
@@ -90,12 +107,22 @@ class Supervisor:
     def set_addresses(self, addresses: list[str] | tuple[str, ...]) -> None:
         added, removed = self._balancer.set_addresses(addresses)
         for endpoint in removed:
-            task, control = self._watchers.pop(endpoint.address)
+            watcher = self._watchers.pop(endpoint.address, None)
+            if watcher is None:  # never connected
+                continue
+            task, control = watcher
             task.cancel()
             self._draining[endpoint] = control
             self._spawn(self._retire(task, endpoint, control), f"retire {endpoint.address}")
         for endpoint in added:
-            control = self._connect(endpoint)
+            try:
+                control = self._connect(endpoint)
+            except Exception as error:  # this endpoint only: the others carry on
+                _log.exception("opening a connection to %s failed", endpoint.address)
+                self._balancer.set_state(
+                    endpoint, Connectivity.TRANSIENT_FAILURE, f"cannot connect: {error!r}"
+                )
+                continue
             task = self._spawn(self._watch(endpoint, control), f"watch {endpoint.address}")
             self._watchers[endpoint.address] = (task, control)
 
@@ -119,14 +146,16 @@ class Supervisor:
             error = None
             if state is Connectivity.TRANSIENT_FAILURE:
                 error = f"failed to connect to {endpoint.address}"
-            self._balancer.set_state(endpoint, state, error)
+            with _logged(f"recording {endpoint.address} {state.name}"):
+                self._balancer.set_state(endpoint, state, error)
             await control.wait_for_state_change(state)
             # Asking again with try_to_connect keeps an IDLE channel reconnecting; the
             # connection calls use (the sync twin's own) is kept connecting alongside.
             state = control.get_state(try_to_connect=True)
             transport = endpoint.transport
             if transport is not None:
-                transport.try_to_connect()
+                with _logged(f"asking {endpoint.address} to connect"):
+                    transport.try_to_connect()
 
     async def _resolve_forever(self) -> None:
         while True:
@@ -139,13 +168,15 @@ class Supervisor:
                         f"resolving {self._target.dns_host!r} failed: {error}"
                     )
             else:
-                self.set_addresses(addresses)
+                with _logged(f"updating the addresses of {self._target.dns_host}"):
+                    self.set_addresses(addresses)
             await asyncio.sleep(self._dns_refresh_period)
 
     async def _refresh_forever(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
-            self._balancer.refresh()
+            with _logged("refreshing weights"):
+                self._balancer.refresh()
 
     async def aclose(self) -> None:
         """Publish SHUTDOWN, then stop every task and close every connection.

@@ -126,19 +126,21 @@ async def _disconnect(endpoint: Endpoint, control: grpc.aio.Channel) -> None:
 _collecting: set[asyncio.Future[None]] = set()
 
 
+def _closing(supervisor: Supervisor) -> None:
+    """Close ``supervisor`` in a task on the running loop, referenced until it ends."""
+    task = asyncio.ensure_future(supervisor.aclose())
+    _collecting.add(task)
+    task.add_done_callback(_collecting.discard)
+
+
 def _collected(description: str, loop: asyncio.AbstractEventLoop, supervisor: Supervisor) -> None:
     """A channel was garbage-collected unclosed: warn, and stop its background anyway."""
     warnings.warn(f"unclosed {description}", ResourceWarning, stacklevel=1)
     if loop.is_closed():
         return  # its tasks died with the loop
 
-    def shut_down() -> None:
-        task = asyncio.ensure_future(supervisor.aclose())
-        _collecting.add(task)
-        task.add_done_callback(_collecting.discard)
-
     with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-        loop.call_soon_threadsafe(shut_down)
+        loop.call_soon_threadsafe(_closing, supervisor)
 
 
 class _AioMethodCall(MethodCall):
@@ -359,7 +361,12 @@ class ResilientChannel(grpc.aio.Channel):
         if self._started or self._closed:
             return
         self._started = True
-        self._supervisor.start()
+        try:
+            self._supervisor.start()
+        except BaseException:  # leave nothing half-started: close what did start
+            self._closed = True
+            _closing(self._supervisor)
+            raise
         self._finalizer = weakref.finalize(
             self, _collected, repr(self), asyncio.get_running_loop(), self._supervisor
         )

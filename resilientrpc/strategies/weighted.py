@@ -12,11 +12,16 @@ scaled weight *w* (out of ``SCALE``) is due in generation *g* when
 and interleaves endpoints smoothly. It needs no lock, only ``next()`` on a counter.
 Weights are clamped to ``[mean / MAX_RATIO, mean * MAX_RATIO]`` so a pick needs a few
 steps at most, whatever the spread of weights.
+
+Weights come from servers (reports) and users (config), so nothing here trusts them: a
+weight that is not finite or not positive counts as unknown, a huge one is clamped to
+:data:`MAX_WEIGHT`, and the scheduler's arithmetic therefore stays finite.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,19 +30,48 @@ from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import Chooser, Metadata
 from resilientrpc.strategies.base import Strategy
 
-__all__ = ["MAX_RATIO", "SCALE", "StrideScheduler", "WeightedRoundRobinStrategy", "orca_weight"]
+__all__ = [
+    "MAX_RATIO",
+    "MAX_WEIGHT",
+    "SCALE",
+    "StrideScheduler",
+    "WeightedRoundRobinStrategy",
+    "orca_weight",
+]
 
 #: Resolution of scaled weights.
 SCALE = 1 << 16
 #: Largest ratio between an endpoint's weight and the mean that scheduling honours.
 MAX_RATIO = 10.0
+#: The largest weight taken from a report or a config; larger ones count as this.
+MAX_WEIGHT = 1e9
+
+
+def _known(weight: float) -> bool:
+    """Whether ``weight`` is usable: finite and positive (NaN is not)."""
+    return math.isfinite(weight) and weight > 0.0
+
+
+def _bounded(weight: float) -> float:
+    """``weight`` clamped to :data:`MAX_WEIGHT` if usable; 0 (unknown) otherwise."""
+    return min(weight, MAX_WEIGHT) if _known(weight) else 0.0
 
 
 def orca_weight(qps: float, eps: float, utilization: float, penalty: float) -> float:
-    """A58's weight for one report; 0 when the report carries no usable load."""
-    if qps <= 0 or utilization <= 0:
+    """A58's weight for one report, at most :data:`MAX_WEIGHT`; 0 when it has no usable load.
+
+    >>> orca_weight(1e300, 0.0, 1e-300, 1.0) == MAX_WEIGHT  # would overflow
+    True
+    """
+    if not (_known(qps) and _known(utilization)):
         return 0.0
-    return qps / (utilization + eps / qps * penalty)
+    try:
+        weight = qps / (utilization + eps / qps * penalty)  # may overflow to inf
+    except ZeroDivisionError:
+        return 0.0
+    if math.isnan(weight) or weight <= 0.0:
+        return 0.0
+    return min(weight, MAX_WEIGHT)
 
 
 class StrideScheduler:
@@ -46,6 +80,7 @@ class StrideScheduler:
     __slots__ = ("_count", "_offsets", "_scaled", "_sequence")
 
     def __init__(self, weights: Sequence[float], next_start: int = 0) -> None:
+        weights = [_bounded(w) or 1.0 for w in weights]  # unknown ones as equals
         mean = sum(weights) / len(weights)
         clamped = [min(max(w, mean / MAX_RATIO), mean * MAX_RATIO) for w in weights]
         top = max(clamped)
@@ -130,7 +165,8 @@ class WeightedRoundRobinStrategy(Strategy):
 
 
 def _usable_weights(weights: list[float]) -> list[float]:
-    """Weights with the unknown (0) ones set to the mean of the known; all 1 if < 2 known."""
+    """Weights with the unknown ones set to the mean of the known; all 1 if < 2 known."""
+    weights = [_bounded(w) for w in weights]
     known = [w for w in weights if w > 0]
     if len(known) < 2:
         return [1.0] * len(weights)
