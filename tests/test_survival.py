@@ -130,10 +130,9 @@ def test_the_scheduler_survives_any_weights() -> None:
 
 
 def test_static_weights_of_1e308_keep_working() -> None:
-    strategy = WeightedRoundRobinStrategy(weights={"a:1": 1e308, "b:1": 1e308, "c:1": 1.0})
-    endpoints = tuple(
-        Endpoint(a, static_weight=strategy.static_weight(a)) for a in strategy.weights
-    )
+    weights = {"a:1": 1e308, "b:1": 1e308, "c:1": 1.0}
+    strategy = WeightedRoundRobinStrategy(weights=weights)
+    endpoints = tuple(Endpoint(a, static_weight=strategy.static_weight(a)) for a in weights)
     for endpoint in endpoints:
         endpoint.state = grpc.ChannelConnectivity.READY
     choose = strategy.chooser(endpoints, endpoints)
