@@ -1,28 +1,49 @@
-"""The ``resilientrpc`` command line: ``demo`` and ``bench``."""
+"""The ``resilientrpc`` command line: ``demo``, ``bench`` and ``--version``.
+
+Each command's module is imported only when that command runs, so ``--help`` and
+``--version`` start nothing.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import sys
 from collections.abc import Sequence
 
-__all__ = ["main"]
+__all__ = ["main", "version"]
 
-_USAGE = """usage: resilientrpc {demo,bench} [options]
+_USAGE = """usage: resilientrpc [-h] [--version] {demo,bench} [options]
 
-  demo    local backends (one slow, one flaky), traffic through each strategy,
-          a per-backend table of share and latency
-  bench   side-by-side ratios against plain grpcio and grpcio's native round_robin
+  demo    three local backends (healthy, slow, flaky), the same bounded traffic
+          through each strategy, a per-backend table of share, latency and errors
+  bench   resilientrpc's channels against plain grpcio and grpcio's native
+          round_robin, side by side, as ratios (a full run takes minutes; --quick)
 
-'resilientrpc COMMAND --help' describes a command's options.
+options:
+  -h, --help  show this message and exit
+  --version   print the installed resilientrpc version and exit
+
+'resilientrpc COMMAND --help' describes a command's options and their defaults.
 """
+
+
+def version() -> str:
+    """The installed distribution's version, as ``pip show resilientrpc`` reports it."""
+    return importlib.metadata.version("resilientrpc")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(_USAGE)
-        return 0 if args else 2
+    if not args:
+        print(_USAGE, file=sys.stderr)
+        return 2
     command, rest = args[0], args[1:]
+    if command in ("-h", "--help"):
+        print(_USAGE)
+        return 0
+    if command in ("-V", "--version"):
+        print(f"resilientrpc {version()}")
+        return 0
     if command == "demo":
         from resilientrpc.demo import main as demo  # noqa: PLC0415 - load only what runs
 

@@ -1,25 +1,39 @@
 """``resilientrpc demo``: local backends, one slow and one flaky, traffic through each strategy.
 
 For every strategy it sends the same bounded load through a :class:`ResilientChannel`
-over three local backends and prints, per backend, its share of the calls, the median
-and p99 latency the client saw, and the errors it returned.
+over three local backends (``healthy``, ``slow``, ``flaky``) and prints, per backend, its
+name and address, its share of the calls, the median and p99 latency the client saw and
+the calls it failed, then one line reading the table. Options are range-checked so that
+every call stays well inside the demo's call deadline.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import statistics
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import grpc
 
+from resilientrpc._argtypes import add_bounded
 from resilientrpc.channel import ResilientChannel
 from resilientrpc.testing import echo_pb2, echo_pb2_grpc, start_backends
 
-__all__ = ["STRATEGIES", "main", "run_strategy"]
+__all__ = [
+    "BACKEND_NAMES",
+    "CALL_TIMEOUT",
+    "MAX_SLOW_MS",
+    "STRATEGIES",
+    "BackendStats",
+    "StrategyResult",
+    "build_parser",
+    "main",
+    "run_strategy",
+]
 
 STRATEGIES: dict[str, dict[str, object]] = {
     "round_robin": {},
@@ -31,7 +45,59 @@ STRATEGIES: dict[str, dict[str, object]] = {
     "pick_first": {},
 }
 
-Row = tuple[str, int, list[float], int]
+#: The three demo backends, in table order.
+BACKEND_NAMES = ("healthy", "slow", "flaky")
+#: Static weights of ``weighted_round_robin``, in the order of :data:`BACKEND_NAMES`.
+_WEIGHTS = (3, 1, 1)
+#: Deadline of every demo call, seconds.
+CALL_TIMEOUT = 2.0
+#: Upper limit of the slow backend's delay: a quarter of the call deadline, so the slow
+#: backend is slow but never times out, even with the machine busy.
+MAX_SLOW_MS = 500
+
+DESCRIPTION = (
+    "Start three local Echo backends on 127.0.0.1 - healthy, slow (each reply delayed by "
+    "--slow-ms) and flaky (a --flaky fraction of its calls fail with UNAVAILABLE) - send "
+    "the same bounded load through a ResilientChannel with each balancing strategy, and "
+    "print per backend its share of the calls, the median and p99 latency the client saw, "
+    f"and the calls it failed. Every call has a {CALL_TIMEOUT:g} s deadline."
+)
+
+LEGEND = (
+    "legend: share = the backend's part of the strategy's calls (answered or failed),\n"
+    f"        {1 / len(BACKEND_NAMES):.0%} each on an even split; p50 / p99 ms = latency the "
+    "client saw on answered\n"
+    "        calls; errors = calls the backend failed."
+)
+
+
+@dataclasses.dataclass
+class BackendStats:
+    """What one backend did under one strategy: answered calls' latencies, failures."""
+
+    name: str
+    address: str
+    latencies: list[float] = dataclasses.field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def calls(self) -> int:
+        return len(self.latencies) + self.errors
+
+
+@dataclasses.dataclass
+class StrategyResult:
+    """One strategy's run: per backend stats, and failures no backend returned, by code."""
+
+    backends: list[BackendStats]
+    unattributed: collections.Counter[str]
+
+    @property
+    def calls(self) -> int:
+        return sum(stats.calls for stats in self.backends) + sum(self.unattributed.values())
+
+    def stats(self, name: str) -> BackendStats:
+        return next(stats for stats in self.backends if stats.name == name)
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -43,88 +109,210 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 def run_strategy(
     name: str,
-    settings: dict[str, object],
-    addresses: list[str],
+    settings: Mapping[str, object],
+    backends: Mapping[str, str],
     *,
     calls: int,
     threads: int,
     seconds: float,
-) -> dict[str, Row]:
-    """Send ``calls`` calls (at most ``seconds``) over ``threads`` threads; stats per backend."""
-    config = {"loadBalancingConfig": [{name: settings}]}
-    latencies: dict[str, list[float]] = collections.defaultdict(list)
-    errors: collections.Counter[str] = collections.Counter()
+    timeout: float = CALL_TIMEOUT,
+) -> StrategyResult:
+    """Send ``calls`` calls (at most ``seconds``, each ``timeout``) over ``threads`` threads.
+
+    ``backends`` maps each backend's name (as its replies and errors carry it) to its
+    address. A failure whose details name no backend (e.g. DEADLINE_EXCEEDED) is counted
+    under its status code.
+    """
+    config = {"loadBalancingConfig": [{name: dict(settings)}]}
+    result = StrategyResult(
+        [BackendStats(backend, address) for backend, address in backends.items()],
+        collections.Counter(),
+    )
+    by_name = {stats.name: stats for stats in result.backends}
     lock = threading.Lock()
-    per_thread = calls // threads
     deadline = time.monotonic() + seconds
-    with ResilientChannel(addresses, config=config) as channel:
+    with ResilientChannel(list(backends.values()), config=config) as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
         stub = echo_pb2_grpc.EchoStub(channel)
 
-        def work(worker: int) -> None:
-            for index in range(per_thread):
+        def work(worker: int, count: int) -> None:
+            for index in range(count):
                 if time.monotonic() > deadline:
                     return
                 metadata = [("x-user", f"user-{worker}-{index % 16}")]
                 started = time.perf_counter()
                 try:
                     reply = stub.Echo(
-                        echo_pb2.EchoRequest(message="demo"), timeout=2, metadata=metadata
+                        echo_pb2.EchoRequest(message="demo"),
+                        timeout=timeout,
+                        metadata=metadata,
                     )
                 except grpc.RpcError as error:
-                    backend = error.details().split(" on ")[-1] if error.details() else "?"
+                    details = error.details() or ""
+                    stats = by_name.get(details.rpartition(" on ")[2])
                     with lock:
-                        errors[backend] += 1
+                        if stats is not None:
+                            stats.errors += 1
+                        else:
+                            result.unattributed[error.code().name] += 1
                     continue
                 elapsed = time.perf_counter() - started
                 with lock:
-                    latencies[reply.backend].append(elapsed)
+                    by_name[reply.backend].latencies.append(elapsed)
 
-        workers = [threading.Thread(target=work, args=(i,)) for i in range(threads)]
+        share, extra = divmod(calls, threads)
+        workers = [
+            threading.Thread(target=work, args=(i, share + (1 if i < extra else 0)))
+            for i in range(threads)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:
             worker.join()
-    names = sorted(set(latencies) | set(errors))
-    return {n: (n, len(latencies[n]), latencies[n], errors[n]) for n in names}
+    return result
+
+
+def _milliseconds(values: list[float], fraction: float | None) -> str:
+    if not values:
+        return "-"
+    seconds = statistics.median(values) if fraction is None else _percentile(values, fraction)
+    return f"{seconds * 1000:.2f}"
+
+
+def _table(result: StrategyResult) -> list[str]:
+    total = result.calls or 1
+    width = max(len(stats.name) for stats in result.backends) + 2
+    lines = [
+        f"   {'backend':<{width}}{'address':<18}{'share':>7}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    ]
+    for stats in result.backends:
+        lines.append(
+            f"   {stats.name:<{width}}{stats.address:<18}{stats.calls / total:>7.1%}"
+            f"{_milliseconds(stats.latencies, None):>9}{_milliseconds(stats.latencies, 0.99):>9}"
+            f"{stats.errors:>8}"
+        )
+    return lines
+
+
+def _reading(result: StrategyResult, slow_ms: float, flaky: float) -> str:
+    total = result.calls or 1
+    slow, flaky_stats = result.stats("slow"), result.stats("flaky")
+    line = (
+        f"   reading: of {result.calls} calls, slow (+{slow_ms:g} ms) took "
+        f"{slow.calls / total:.0%} and flaky ({flaky:.0%} failing) took "
+        f"{flaky_stats.calls / total:.0%}, of which {flaky_stats.errors} failed"
+    )
+    if result.unattributed:
+        codes = ", ".join(f"{code} {count}" for code, count in result.unattributed.items())
+        line += f"; {sum(result.unattributed.values())} failed on no backend ({codes})"
+    return line + "."
+
+
+def _title(name: str, settings: Mapping[str, object], names: Mapping[str, str]) -> str:
+    if name == "weighted_round_robin":
+        weights = settings["weights"]
+        assert isinstance(weights, dict)
+        shown = ", ".join(f"{names[address]} {weight}" for address, weight in weights.items())
+        return f"== {name} (static weights: {shown})"
+    if settings:
+        return f"== {name} ({', '.join(f'{key} {value}' for key, value in settings.items())})"
+    return f"== {name}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of ``resilientrpc demo``, each with its unit, range and default."""
+    parser = argparse.ArgumentParser(
+        prog="resilientrpc demo",
+        description=DESCRIPTION,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_bounded(
+        parser, "--calls", int, 1, 100_000, default=600, metavar="N", help="calls per strategy"
+    )
+    add_bounded(
+        parser, "--threads", int, 1, 32, default=6, metavar="N", help="client threads sending them"
+    )
+    add_bounded(
+        parser,
+        "--seconds",
+        float,
+        0.0,
+        300.0,
+        unit="s",
+        low_open=True,
+        default=15.0,
+        metavar="S",
+        help="time limit per strategy, in seconds",
+    )
+    slow = parser.add_mutually_exclusive_group()
+    add_bounded(
+        slow,
+        "--slow-ms",
+        float,
+        0.0,
+        float(MAX_SLOW_MS),
+        unit="ms",
+        default=20.0,
+        metavar="MS",
+        help="delay the slow backend adds to each reply, in milliseconds",
+    )
+    add_bounded(
+        slow,
+        "--slow",
+        float,
+        0.0,
+        MAX_SLOW_MS / 1000,
+        unit="s",
+        default=argparse.SUPPRESS,
+        metavar="SECONDS",
+        help="the same delay in seconds (older spelling of --slow-ms)",
+    )
+    add_bounded(
+        parser,
+        "--flaky",
+        float,
+        0.0,
+        1.0,
+        default=0.2,
+        metavar="FRACTION",
+        help="fraction of the flaky backend's calls that fail with UNAVAILABLE",
+    )
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="resilientrpc demo", description=__doc__)
-    parser.add_argument("--calls", type=int, default=600, help="calls per strategy")
-    parser.add_argument("--threads", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=15.0, help="time limit per strategy")
-    parser.add_argument("--slow", type=float, default=0.02, help="added latency of the slow one")
-    parser.add_argument("--flaky", type=float, default=0.2, help="error rate of the flaky one")
-    args = parser.parse_args(argv)
-    with start_backends(3, names=["healthy", "slow", "flaky"], seed=1) as backends:
-        backends[1].configure(latency=args.slow)
+    args = build_parser().parse_args(argv)
+    slow_ms = args.slow * 1000 if hasattr(args, "slow") else args.slow_ms
+    with start_backends(len(BACKEND_NAMES), names=list(BACKEND_NAMES), seed=1) as backends:
+        backends[1].configure(latency=slow_ms / 1000)
         backends[2].configure(error_rate=args.flaky, error_code=grpc.StatusCode.UNAVAILABLE)
+        addresses = {backend.name: backend.address for backend in backends}
+        names = {address: name for name, address in addresses.items()}
         print(
-            f"backends: healthy {backends[0].address}, slow (+{args.slow * 1000:.0f} ms) "
-            f"{backends[1].address}, flaky ({args.flaky:.0%} UNAVAILABLE) {backends[2].address}"
+            f"backends: healthy {addresses['healthy']}, "
+            f"slow {addresses['slow']} (+{slow_ms:g} ms per reply), "
+            f"flaky {addresses['flaky']} ({args.flaky:.0%} of calls fail with UNAVAILABLE)"
         )
-        print(f"{args.calls} calls per strategy over {args.threads} threads\n")
+        print(
+            f"{args.calls} calls per strategy over {args.threads} threads, at most "
+            f"{args.seconds:g} s per strategy, {CALL_TIMEOUT:g} s deadline per call"
+        )
+        print(LEGEND + "\n")
         for name, default_settings in STRATEGIES.items():
             settings = default_settings
             if name == "weighted_round_robin":
-                settings = {"weights": dict(zip(backends.addresses, [3, 1, 1], strict=True))}
-            rows = run_strategy(
+                settings = {"weights": dict(zip(backends.addresses, _WEIGHTS, strict=True))}
+            result = run_strategy(
                 name,
                 settings,
-                backends.addresses,
+                addresses,
                 calls=args.calls,
                 threads=args.threads,
                 seconds=args.seconds,
             )
-            total = sum(count + errs for _, count, _, errs in rows.values()) or 1
-            print(f"== {name} {settings or ''}")
-            print(f"   {'backend':<10}{'share':>8}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
-            for backend, count, values, errs in rows.values():
-                share = (count + errs) / total
-                p50 = statistics.median(values) * 1000 if values else float("nan")
-                p99 = _percentile(values, 0.99) * 1000
-                print(f"   {backend:<10}{share:>8.1%}{p50:>10.2f}{p99:>10.2f}{errs:>8}")
+            print(_title(name, settings, names))
+            print("\n".join(_table(result)))
+            print(_reading(result, slow_ms, args.flaky))
             print()
     return 0
 

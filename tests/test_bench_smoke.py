@@ -3,7 +3,8 @@
 The benchmark is not part of the suite's pass/fail, so nothing here asserts a timing or
 that a goal is met; only that the scenario runs end to end with tiny counts, that its
 results cover what was asked for, and that its rows are the ratios of the figures they
-show, judged against the goal (checked on hand-made figures, where the verdict is known).
+show, judged against the goal (checked on hand-made figures, where the verdict is known);
+and that its command line rejects impossible budgets and its help says what it runs.
 """
 
 from __future__ import annotations
@@ -13,8 +14,22 @@ import math
 import pytest
 
 from resilientrpc.bench import build_parser, measure_pick_cost, pick_cost_rows
+from resilientrpc.bench.network import (
+    LATENCY_GOAL_AIO,
+    LATENCY_GOAL_SYNC,
+    PEAK_EWMA_P99_GOAL,
+    THROUGHPUT_GOAL,
+)
 from resilientrpc.bench.pick_cost import PICK_COST_GOAL, PICK_COST_POLICIES, PickCost
 from resilientrpc.bench.report import markdown_table, text_table
+from resilientrpc.bench.runner import (
+    FULL_BUDGET,
+    FULL_PICKS,
+    QUICK_BUDGET,
+    QUICK_PICKS,
+    SCENARIOS,
+    SLOW_LATENCY,
+)
 
 SIZES = (2, 5)
 
@@ -114,3 +129,34 @@ def test_command_line_accepts_the_documented_options() -> None:
 
     assert (args.quick, args.calls, args.seconds, args.twin) == (True, 100, 1.5, "sync")
     assert args.scenario == ["pick"]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--calls", "0"], ["--calls", "lots"], ["--seconds", "0"], ["--seconds", "inf"]]
+)
+def test_command_line_rejects_out_of_range_budgets(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    assert f"argument {argv[0]}: " in capsys.readouterr().err
+
+
+def test_help_describes_what_bench_runs() -> None:
+    help_text = " ".join(build_parser().format_help().split())
+    for scenario in SCENARIOS:
+        assert f" {scenario} " in help_text
+    assert f"plain grpc channel; goal {LATENCY_GOAL_SYNC}" in help_text
+    assert f"the asyncio twin against grpc.aio: {LATENCY_GOAL_AIO}" in help_text
+    assert f"native round_robin; goal {THROUGHPUT_GOAL}" in help_text
+    assert f"goal: peak_ewma {PEAK_EWMA_P99_GOAL}" in help_text
+    assert f"each size over the smallest {PICK_COST_GOAL}" in help_text
+    assert f"{SLOW_LATENCY * 1000:g} ms slow" in help_text
+    for budget, picks in ((FULL_BUDGET, FULL_PICKS), (QUICK_BUDGET, QUICK_PICKS)):
+        assert f"latency {budget.latency_calls} calls / {budget.latency_seconds:g} s" in help_text
+        assert f"pick {picks[0]} picks x {picks[1]} rounds" in help_text
+    assert f"(default: {FULL_BUDGET.latency_calls}; {QUICK_BUDGET.latency_calls} with --quick)" in (
+        help_text
+    )
+    assert "does not exist" not in help_text  # the asyncio twin does

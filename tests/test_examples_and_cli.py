@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import inspect
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import grpc
+import pytest
+
+from resilientrpc.demo import BACKEND_NAMES, STRATEGIES, _reading, run_strategy
+from resilientrpc.testing import serve, start_backends
 
 ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -24,14 +32,184 @@ def test_echo_pool_example_runs() -> None:
     assert result.returncode == 0, result.stderr
     assert "served by" in result.stdout
     assert result.stdout.count("READY") == 3
+    table = result.stdout.splitlines()
+    for name in ("alpha", "beta", "slow"):  # each backend by name, next to its address
+        assert any(re.match(rf"{name} +127\.0\.0\.1:\d+ +READY", line) for line in table), name
+    assert "ewma ms: the latency" in result.stdout  # the legend under the table
+
+
+def test_echo_pool_example_docstring_uses_the_venv_python() -> None:
+    text = (ROOT / "examples" / "echo_pool.py").read_text()
+    commands = [line.split("#")[0] for line in text.splitlines() if "echo_pool.py" in line]
+    assert commands and all(".venv/bin/python examples/" in line for line in commands)
+
+
+# -- the README's programs ------------------------------------------------------------
+
+
+def readme_blocks(language: str) -> list[str]:
+    """The text of every fenced ``language`` block of the README, in order."""
+    return re.findall(rf"^```{language}\n(.*?)^```$", README.read_text(), flags=re.M | re.S)
+
+
+README_PORT = re.compile(r"127\.0\.0\.1:(5\d{4})")
+
+
+def test_readme_python_blocks_are_programs_that_run(tmp_path: Path) -> None:
+    """Every python block runs as written, against local backends on the ports it names.
+
+    Only the port numbers are changed (the backends take free ports); everything else is
+    the README's text, run with this interpreter, as a user would run a saved file.
+    """
+    blocks = readme_blocks("python")
+    assert len(blocks) >= 2  # the sync and the asyncio quick start
+    ports = sorted({port for block in blocks for port in README_PORT.findall(block)})
+    names = [f"b{port}" for port in ports]  # as the README's start-up command names them
+    with start_backends(len(ports), names=names) as backends:
+        for index, block in enumerate(blocks):
+            program = block
+            for port, backend in zip(ports, backends, strict=True):
+                program = program.replace(f"127.0.0.1:{port}", backend.address)
+            path = tmp_path / f"readme_{index}.py"
+            path.write_text(program)
+            result = run(str(path))
+            assert result.returncode == 0, f"README python block {index}:\n{result.stderr}"
+            served = set(re.findall(r"from (b5\d{4})$", result.stdout, flags=re.M))
+            assert served, f"README python block {index} printed no reply:\n{result.stdout}"
+            assert served <= set(names), served
+
+
+def test_readme_starts_the_backends_its_programs_call() -> None:
+    (shell,) = [block for block in readme_blocks("sh") if "resilientrpc.testing" in block]
+    ports_line = re.search(r"^for port in ([\d ]+); do$", shell, flags=re.M)
+    assert ports_line is not None, shell
+    started = ports_line.group(1).split()
+    called = {port for block in readme_blocks("python") for port in README_PORT.findall(block)}
+    assert called <= set(started), (called, started)
+    (command,) = [line for line in shell.splitlines() if "-m resilientrpc.testing" in line]
+    words = shlex.split(command.split("-m resilientrpc.testing", 1)[1])
+    assert command.strip().startswith(".venv/bin/python ") and words[-1] == "&"
+    for port in started:
+        argv = [word.replace("$port", port) for word in words[:-1]]
+        args = serve.build_parser().parse_args(argv)  # exits 2 if the README's flags are wrong
+        assert (args.port, args.name) == (int(port), f"b{port}")
+
+
+# -- the command line -----------------------------------------------------------------
 
 
 def test_demo_prints_a_table_per_strategy() -> None:
-    result = run("-m", "resilientrpc.cli", "demo", "--calls", "60", "--threads", "3")
+    result = run(
+        "-m", "resilientrpc.cli", "demo", "--calls", "30", "--threads", "3", "--slow-ms", "5"
+    )
     assert result.returncode == 0, result.stderr
-    for strategy in ("round_robin", "peak_ewma", "ring_hash", "pick_first"):
-        assert f"== {strategy}" in result.stdout
-    assert "slow" in result.stdout and "flaky" in result.stdout
+    assert "slow 127.0.0.1:" in result.stdout and "(+5 ms per reply)" in result.stdout
+    assert result.stdout.count("legend: share = ") == 1
+    sections = result.stdout.split("\n== ")[1:]
+    assert [section.split()[0] for section in sections] == list(STRATEGIES)
+    for section in sections:
+        lines = section.splitlines()
+        assert lines[1].split() == [
+            "backend",
+            "address",
+            "share",
+            "p50",
+            "ms",
+            "p99",
+            "ms",
+            "errors",
+        ]
+        for line, name in zip(lines[2:5], BACKEND_NAMES, strict=True):
+            assert re.match(rf" +{name} +127\.0\.0\.1:\d+ +\d+\.\d%", line), line
+        assert lines[5].startswith("   reading: of 30 calls, slow (+5 ms) took "), lines[5]
+    assert "weighted_round_robin (static weights: healthy 3, slow 1, flaky 1)" in result.stdout
+
+
+def test_demo_counts_failures_no_backend_returned_under_their_code() -> None:
+    addresses: dict[str, str]
+    with start_backends(3, names=list(BACKEND_NAMES)) as backends:
+        for backend in backends:
+            backend.configure(hang=True)  # every call ends in the client's DEADLINE_EXCEEDED
+        addresses = {backend.name: backend.address for backend in backends}
+        result = run_strategy(
+            "round_robin", {}, addresses, calls=3, threads=3, seconds=10, timeout=0.3
+        )
+    assert [stats.calls for stats in result.backends] == [0, 0, 0]
+    assert result.unattributed == {"DEADLINE_EXCEEDED": 3}
+    assert result.calls == 3
+    assert _reading(result, 0.0, 0.0).endswith("; 3 failed on no backend (DEADLINE_EXCEEDED 3).")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--slow", "20"], "argument --slow: 20 is outside the allowed range [0.0, 0.5] s"),
+        (["--slow-ms", "501"], "argument --slow-ms: 501 is outside the allowed range"),
+        (["--slow-ms", "-1"], "argument --slow-ms: -1 is outside the allowed range"),
+        (["--slow-ms", "nan"], "argument --slow-ms: nan is outside the allowed range"),
+        (["--slow-ms", "20", "--slow", "0.02"], "not allowed with argument"),
+        (["--flaky", "1.5"], "argument --flaky: 1.5 is outside the allowed range [0.0, 1.0]"),
+        (["--threads", "0"], "argument --threads: 0 is outside the allowed range [1, 32]"),
+        (["--calls", "many"], "argument --calls: 'many' is not a number"),
+        (["--seconds", "0"], "argument --seconds: 0 is outside the allowed range (0.0, 300.0]"),
+    ],
+)
+def test_demo_rejects_out_of_range_options_before_starting(argv: list[str], message: str) -> None:
+    result = run("-m", "resilientrpc.cli", "demo", *argv)
+    assert result.returncode == 2
+    assert result.stdout == ""  # nothing started, nothing printed
+    assert message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
+#: Options whose help must state a default, per command.
+DEFAULTED_OPTIONS = {
+    "demo": ("--calls", "--threads", "--seconds", "--slow-ms", "--flaky"),
+    "bench": ("--calls", "--seconds", "--twin", "--scenario", "--backends", "--output", "--seed"),
+}
+
+
+def option_helps(help_text: str) -> dict[str, str]:
+    """Each option of an argparse help text and its (joined) help paragraph."""
+    options_part = help_text.split("\noptions:\n", 1)[1].split("\n\n", 1)[0]
+    helps: dict[str, str] = {}
+    current = ""
+    for line in options_part.splitlines():
+        if line.startswith("  -"):
+            current = line.split()[0].rstrip(",")
+            if current == "-h":
+                current = "--help"
+            helps[current] = line
+        else:
+            helps[current] += " " + line.strip()
+    return {option: " ".join(text.split()) for option, text in helps.items()}
+
+
+@pytest.mark.parametrize("command", ["demo", "bench"])
+def test_command_help_is_plain_text_with_defaults(command: str) -> None:
+    result = run("-m", "resilientrpc.cli", command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "``" not in result.stdout and not re.search(r":[a-z]+:`", result.stdout)
+    helps = option_helps(result.stdout)
+    for option in DEFAULTED_OPTIONS[command]:
+        assert "default: " in helps[option], (option, helps[option])
+    if command == "demo":
+        assert "milliseconds" in helps["--slow-ms"] and "seconds" in helps["--slow"]
+
+
+def test_cli_prints_its_version() -> None:
+    for flag in ("--version", "-V"):
+        result = run("-m", "resilientrpc.cli", flag)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == f"resilientrpc {importlib.metadata.version('resilientrpc')}\n"
+
+
+def test_cli_usage_names_every_command_and_option() -> None:
+    result = run("-m", "resilientrpc.cli", "--help")
+    assert result.returncode == 0
+    for word in ("demo", "bench", "--version", "--help"):
+        assert word in result.stdout
+    bare = run("-m", "resilientrpc.cli")
+    assert bare.returncode == 2 and "usage: resilientrpc" in bare.stderr
 
 
 def test_cli_rejects_unknown_command() -> None:

@@ -12,8 +12,10 @@ on ``127.0.0.1`` only and with every load loop bounded in calls and in time:
 4. the cost of ``picker.pick()`` + ``done()`` at 10, 100 and 1,000 endpoints, without
    network (goal: flat within 1.2x);
 5. the asyncio twin ``resilientrpc.aio.ResilientChannel`` against ``grpc.aio``: latency
-   (goal <= 1.2x), throughput with 64 concurrent calls on one loop, slow backend; skipped
-   while that twin does not exist.
+   (goal <= 1.2x), throughput with 64 concurrent calls on one loop, slow backend.
+
+``resilientrpc bench --help`` lists the options with their defaults, each scenario's goal
+and the budgets of a full and a ``--quick`` run.
 
 The machine is shared and noisy, so no absolute time is a result: variants are measured
 side by side, in interleaved rounds, and compared. The pieces: :mod:`.results` (rows,

@@ -23,11 +23,17 @@ from pathlib import Path
 
 import grpc
 
+from resilientrpc._argtypes import add_bounded
 from resilientrpc.bench import network
 from resilientrpc.bench.aio_driver import AioDriver, aio_twin_available
 from resilientrpc.bench.drivers import Driver, SyncDriver
 from resilientrpc.bench.fleet import BACKEND_MODES, BackendMode, Fleet
-from resilientrpc.bench.pick_cost import measure_pick_cost, pick_cost_rows
+from resilientrpc.bench.pick_cost import (
+    DEFAULT_SIZES,
+    PICK_COST_GOAL,
+    measure_pick_cost,
+    pick_cost_rows,
+)
 from resilientrpc.bench.report import markdown_document, text_table
 from resilientrpc.bench.results import Row
 from resilientrpc.testing import Faults
@@ -79,64 +85,126 @@ _EVEN_NAMES = ("b1", "b2", "b3")
 _SLOW_NAMES = ("slow", "fast1", "fast2")
 
 
+def _epilog() -> str:
+    """What each scenario compares and its goal, and the two budgets, from the constants."""
+    sizes = ", ".join(str(size) for size in DEFAULT_SIZES)
+    lines = [
+        "scenarios (--scenario; every loop bounded in calls and in time):",
+        "  latency     sequential unary calls: ResilientChannel (round_robin over 1 and 3",
+        f"              backends) against a plain grpc channel; goal {network.LATENCY_GOAL_SYNC}",
+        f"              (the asyncio twin against grpc.aio: {network.LATENCY_GOAL_AIO})",
+        f"  throughput  {SyncDriver.throughput_concurrency} threads (asyncio: "
+        f"{AioDriver.throughput_concurrency} concurrent calls) over 3 backends against",
+        f"              grpcio's native round_robin; goal {network.THROUGHPUT_GOAL}",
+        f"  slow        one of 3 backends {SLOW_LATENCY * 1000:g} ms slow: each strategy's p99 "
+        "and slow-backend share",
+        "              against native round_robin's p99; goal: peak_ewma "
+        f"{network.PEAK_EWMA_P99_GOAL}",
+        f"  pick        cost of picker.pick() + done() at {sizes} endpoints, no network;",
+        f"              goal: each size over the smallest {PICK_COST_GOAL}; ignores --calls and",
+        "              --seconds",
+        "",
+        "budgets per measured variant:",
+        f"  full run: {_describe(FULL_BUDGET, FULL_PICKS)}",
+        f"  --quick:  {_describe(QUICK_BUDGET, QUICK_PICKS)}",
+        "",
+        "Values are ratios of variants measured side by side in this run (Verdict PASS or",
+        "MISS against the goal). The exit status is 0 whether goals are met or missed, 1 if",
+        "a scenario could not run.",
+    ]
+    return "\n".join(lines)
+
+
+def _describe(budget: network.NetworkBudget, picks: tuple[int, int]) -> str:
+    return (
+        f"latency {budget.latency_calls} calls / {budget.latency_seconds:g} s, "
+        f"throughput {budget.throughput_seconds:g} s, slow {budget.slow_seconds:g} s, "
+        f"pick {picks[0]} picks x {picks[1]} rounds"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options of ``resilientrpc bench`` / ``python -m resilientrpc.bench``."""
     parser = argparse.ArgumentParser(
         prog="resilientrpc bench",
         description=(
-            "Compare resilientrpc's channels with plain grpcio and grpcio's native "
-            "round_robin, side by side in one run, on 127.0.0.1. Results are ratios."
+            "Compare resilientrpc's channels (the sync ResilientChannel and the asyncio\n"
+            "twin) with plain grpcio and grpcio's native round_robin, side by side in one\n"
+            "run, on 127.0.0.1. Results are ratios; a full run takes a few minutes."
         ),
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a short run (under a minute), for a first look"
+        "--quick",
+        action="store_true",
+        help="a short run (about a minute), fewer samples, noisier",
     )
-    parser.add_argument(
+    add_bounded(
+        parser,
         "--calls",
-        type=int,
+        int,
+        1,
+        1_000_000,
         metavar="N",
         help="calls per measured variant in the latency scenario, and the cap of calls per "
-        "variant in the concurrent ones",
+        f"variant in the concurrent ones (default: {FULL_BUDGET.latency_calls}; "
+        f"{QUICK_BUDGET.latency_calls} with --quick)",
     )
-    parser.add_argument(
+    add_bounded(
+        parser,
         "--seconds",
-        type=float,
+        float,
+        0.0,
+        600.0,
+        unit="s",
+        low_open=True,
         metavar="S",
-        help="time budget per measured variant in each network scenario",
+        help="time budget in seconds per measured variant in each network scenario "
+        f"(default: {FULL_BUDGET.latency_seconds:g} s latency, "
+        f"{FULL_BUDGET.throughput_seconds:g} s throughput, {FULL_BUDGET.slow_seconds:g} s "
+        "slow; less with --quick)",
     )
     parser.add_argument(
         "--twin",
         choices=TWINS,
         default="both",
-        help="which channel to measure; 'both' skips the asyncio twin if it does not exist",
+        help="which channel to measure: the sync one, the asyncio one or both "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--scenario",
         action="append",
         choices=SCENARIOS,
-        help="run only this scenario (repeatable; default: all)",
+        help="run only this scenario; repeatable (default: all, see below)",
     )
     parser.add_argument(
         "--backends",
         choices=BACKEND_MODES,
         default="process",
-        help="run backends in child processes (default: the client keeps its GIL) or in "
-        "this process",
+        help="run the backends in child processes, so the client keeps its GIL, or in "
+        "this process (default: %(default)s)",
     )
-    parser.add_argument("--output", type=Path, metavar="PATH", help="also write markdown here")
-    parser.add_argument("--seed", type=int, default=1, help="seed of the client's random keys")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        metavar="PATH",
+        help="also write the table as a markdown report here (default: none)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the client's random keys and picks (default: %(default)s)",
+    )
     return parser
 
 
 def _budget(args: argparse.Namespace) -> network.NetworkBudget:
     budget = QUICK_BUDGET if args.quick else FULL_BUDGET
     if args.calls is not None:
-        if args.calls < 1:
-            raise SystemExit("--calls must be at least 1")
         budget = dataclasses.replace(budget, latency_calls=args.calls, max_calls=args.calls)
     if args.seconds is not None:
-        if args.seconds <= 0:
-            raise SystemExit("--seconds must be positive")
         budget = dataclasses.replace(
             budget,
             latency_seconds=args.seconds,
