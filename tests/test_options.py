@@ -3,7 +3,9 @@ refused at construction by both twins."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from resilientrpc.options import (
     DEFAULT_OPTIONS,
     ChannelOptions,
 )
+from resilientrpc.supervisor import Supervisor
 
 
 def test_documented_defaults() -> None:
@@ -61,3 +64,50 @@ def test_both_twins_refuse_a_bad_option_before_anything_starts() -> None:
     with pytest.raises(ConfigError, match=r"options\[0\]"):  # outside a loop, too
         resilientrpc.aio.ResilientChannel(["127.0.0.1:1"], options=bad)
     assert set(threading.enumerate()) <= threads
+
+
+def _start_then_fail(real: Any) -> Any:
+    def start(self: Any) -> None:
+        real(self)  # everything starts: connections open, watch tasks run
+        raise RuntimeError("start failed half-way")
+
+    return start
+
+
+def test_a_failed_sync_start_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch, backend: Any
+) -> None:
+    server = backend("b")
+    before = set(threading.enumerate())
+    monkeypatch.setattr(Supervisor, "start", _start_then_fail(Supervisor.start))
+    with pytest.raises(RuntimeError, match="half-way"):
+        ResilientChannel([server.address])
+    assert _settles(lambda: set(threading.enumerate()) <= before), set(threading.enumerate())
+
+
+def test_a_failed_aio_start_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch, backend: Any
+) -> None:
+    server = backend("b")
+    monkeypatch.setattr(Supervisor, "start", _start_then_fail(Supervisor.start))
+
+    async def main() -> set[asyncio.Task[Any]]:
+        with pytest.raises(RuntimeError, match="half-way"):
+            resilientrpc.aio.ResilientChannel([server.address])
+        for _ in range(100):  # the clean-up task runs on this loop
+            others = asyncio.all_tasks() - {asyncio.current_task()}
+            if not others:
+                break
+            await asyncio.sleep(0.01)
+        return asyncio.all_tasks() - {asyncio.current_task()}
+
+    assert asyncio.run(main()) == set()
+
+
+def _settles(condition: Any, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
