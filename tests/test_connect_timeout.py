@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from resilientrpc.testing import Backend
-from resilientrpc.testing.proxy import DelayProxy
+from resilientrpc.testing import Backend, DelayProxy
 from tests.twins import ChannelHandle, Twin
 
 Open = Callable[..., ChannelHandle]

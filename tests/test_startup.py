@@ -19,8 +19,7 @@ import pytest
 import resilientrpc.aio
 from resilientrpc import ResilientChannel
 from resilientrpc.balancer import STARTUP_GRACE
-from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
-from resilientrpc.testing.proxy import DelayProxy
+from resilientrpc.testing import Backends, DelayProxy, echo_pb2, echo_pb2_grpc
 
 Start = Callable[..., Backends]
 STRATEGIES = ["round_robin", "least_request", "peak_ewma", "random", "weighted_round_robin"]

@@ -7,6 +7,8 @@ reconfigures it at run time, and ``grpc.health.v1.Health``, on ``127.0.0.1``:
 - :class:`Backend` runs in this process (``stop()`` is an abrupt crash);
 - :class:`BackendProcess` runs in a child process, so ``kill()`` (SIGKILL) and
   ``pause()`` (SIGSTOP) are real;
+- :class:`DelayProxy` puts a slow network in front of any of them: each new connection
+  held before it is forwarded, every chunk of bytes delayed;
 - :class:`Faults` / :class:`LoadReport` say what they do wrong: latency and jitter, an
   error rate and code, hanging, the health status, and an ORCA load report sent as the
   ``endpoint-load-metrics-bin`` trailer. grpcio's core swallows that key on the client,
@@ -50,6 +52,7 @@ from resilientrpc.testing.faults import (
     LoadReport,
 )
 from resilientrpc.testing.process import BackendProcess, BackendStartError
+from resilientrpc.testing.proxy import DelayProxy
 from resilientrpc.testing.servicer import ECHO_METADATA_PREFIX, ECHO_SERVICE_NAME
 
 __all__ = [
@@ -70,6 +73,7 @@ __all__ = [
     "BackendProcess",
     "BackendStartError",
     "Backends",
+    "DelayProxy",
     "Faults",
     "LoadReport",
     "echo_pb2",
