@@ -27,6 +27,7 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import grpc
 
@@ -81,7 +82,7 @@ class Balancer:
         #: None once the channel has been READY (start-up is over for good).
         self._unanswered: set[Endpoint] | None = set()
         self._timer: Timer | None = None
-        self._grace_started = False
+        self._grace: Any = None  # the grace's timer handle, once started
         #: The last strategy failure logged (to log each distinct one once).
         self._strategy_error: str | None = None
 
@@ -199,9 +200,8 @@ class Balancer:
         """Whether the first READY picker still waits for endpoints' first answers."""
         if not self._unanswered or self._timer is None:
             return False
-        if not self._grace_started:
-            self._grace_started = True
-            self._timer(self._startup_grace, self._end_grace)
+        if self._grace is None:
+            self._grace = self._timer(self._startup_grace, self._end_grace)
         return True
 
     def _end_grace(self) -> None:
@@ -238,6 +238,9 @@ class Balancer:
         """Publish the final, empty SHUTDOWN picker; every waiting call is released."""
         if self.picker.state is Connectivity.SHUTDOWN:
             return
+        cancel = getattr(self._grace, "cancel", None)
+        if cancel is not None:  # an asyncio TimerHandle: a pending grace goes too
+            cancel()
         for endpoint in self._endpoints.values():
             endpoint.state = Connectivity.SHUTDOWN
         self._publish(empty_picker(Connectivity.SHUTDOWN, self.endpoints))

@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 from resilientrpc import ResilientChannel
-from resilientrpc.testing import Backends
+from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
 
 Start = Callable[..., Backends]
 Connectivity = grpc.ChannelConnectivity
@@ -176,3 +176,28 @@ def test_subscribe_and_unsubscribe_from_many_threads_during_close(backends: Star
         worker.join(10)
     assert closed, "close() hung"
     assert not any(worker.is_alive() for worker in workers)
+
+
+@pytest.mark.parametrize("shape", ["future", "stream"])
+def test_a_done_callback_on_a_grpc_thread_closes_the_channel(backends: Start, shape: str) -> None:
+    """Done callbacks of calls in flight run on grpc's threads; closing from one must work."""
+    group = backends(1)
+    channel = ResilientChannel(group.addresses)
+    grpc.channel_ready_future(channel).result(timeout=5)
+    stub = echo_pb2_grpc.EchoStub(channel)
+    closed = threading.Event()
+
+    def close(_call: Any) -> None:
+        channel.close()
+        closed.set()
+
+    if shape == "future":
+        call: Any = stub.Echo.future(echo_pb2.EchoRequest(message="x"), timeout=5)
+        call.add_done_callback(close)
+        call.result()
+    else:
+        call = stub.ServerStream(echo_pb2.EchoRequest(message="x", count=3), timeout=5)
+        call.add_done_callback(close)
+        assert len(list(call)) == 3
+    assert closed.wait(10), "close() from the done callback never returned"
+    assert _wait_for(lambda: not channel._loop.thread.is_alive())
