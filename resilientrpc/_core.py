@@ -16,7 +16,7 @@ from typing import Any
 import grpc
 
 from resilientrpc.balancer import Balancer
-from resilientrpc.config import ServiceConfig, parse_service_config
+from resilientrpc.config import ServiceConfig, check_weights_match_targets, parse_service_config
 from resilientrpc.options import ChannelOptions
 from resilientrpc.strategies import build_strategy
 from resilientrpc.targets import Target, parse_targets
@@ -45,6 +45,8 @@ class ChannelCore:
     ) -> ChannelCore:
         service_config = parse_service_config(config)
         target = parse_targets(targets)
+        if not target.is_dns:  # a dns:/// target's addresses are known only once resolved
+            check_weights_match_targets(service_config.load_balancing, target.addresses)
         channel_options = ChannelOptions.build(options, credentials)
         strategy = build_strategy(service_config.load_balancing, clock=clock)
         return cls(service_config, target, channel_options, Balancer(strategy, clock=clock))

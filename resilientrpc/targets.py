@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from resilientrpc.errors import ConfigError
 
-__all__ = ["Target", "parse_address", "parse_targets", "resolve"]
+__all__ = ["Target", "join_address", "parse_address", "parse_targets", "resolve"]
 
 #: Seconds between re-resolutions of a ``dns:`` target.
 DNS_REFRESH_PERIOD = 30.0
@@ -72,7 +72,8 @@ def parse_address(text: object, path: str) -> tuple[str, int]:
     return host, int(port_text)
 
 
-def _join(host: str, port: int) -> str:
+def join_address(host: str, port: int) -> str:
+    """The one spelling of an address: ``host:port``, IPv6 literals in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -82,7 +83,7 @@ def _address_list(items: Sequence[object], path: str) -> tuple[str, ...]:
     seen: dict[str, int] = {}
     for index, item in enumerate(items):
         item_path = f"{path}[{index}]"
-        address = _join(*parse_address(item, item_path))
+        address = join_address(*parse_address(item, item_path))
         if address in seen:
             raise ConfigError(
                 item_path, f"duplicate address {address!r} (also at index {seen[address]})"
@@ -149,5 +150,5 @@ async def resolve(target: Target) -> list[str]:
     )
     addresses: dict[str, None] = {}
     for _family, _type, _proto, _name, sockaddr in infos:
-        addresses[_join(str(sockaddr[0]), target.dns_port)] = None
+        addresses[join_address(str(sockaddr[0]), target.dns_port)] = None
     return list(addresses)

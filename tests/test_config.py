@@ -33,9 +33,13 @@ from resilientrpc.config import (
     RoundRobin,
     ServiceConfig,
     WeightedRoundRobin,
+    _schema,
+    balancing,
+    methods,
     parse_duration,
     parse_service_config,
     parse_status_code,
+    service,
 )
 from resilientrpc.errors import ConfigError
 
@@ -77,10 +81,23 @@ def test_every_public_name_imports() -> None:
         assert hasattr(config_module, name), name
 
 
+CONFIG_MODULES = [config_module, _schema, balancing, methods, service]
+
+
 def test_docstring_examples_hold() -> None:
-    result = doctest.testmod(config_module, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0
-    assert result.attempted > 10
+    attempted = 0
+    for module in CONFIG_MODULES:
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted > 10
+
+
+def test_every_config_module_says_what_it_owns() -> None:
+    for module in CONFIG_MODULES:
+        assert module.__doc__, module.__name__
+        for name in module.__all__:
+            assert hasattr(module, name), f"{module.__name__}.{name}"
 
 
 # -------------------------------------------------------------------------- defaults

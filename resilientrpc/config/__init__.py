@@ -1,0 +1,139 @@
+"""The service config: gRPC's JSON schema, parsed and validated into frozen values.
+
+This package owns the one translation from configuration text to policy values. The input
+is a gRPC service config (a mapping, JSON text or a path to a JSON file) and means exactly
+what it means in gRPC (gRFC A6 retries, hedging and ``retryThrottling``; A17
+``healthCheckConfig``; A58 ``weighted_round_robin``; A48 ``least_request``; A42/A76
+``ring_hash``), plus a few camelCase extensions that gRPC lacks (the ``peak_ewma`` and
+``random`` policies, static ``weights`` for ``weighted_round_robin``).
+
+Everything is checked before anything starts: the first invalid value raises one
+:class:`~resilientrpc.errors.ConfigError` whose ``path`` is the JSON path of the field
+(``methodConfig[0].retryPolicy.maxAttempts``) and whose message says what was expected and
+what was found. Unknown field names are errors too, with a "did you mean" suggestion.
+
+Where this differs from gRPC on purpose:
+
+* With no load-balancing configuration the policy is ``round_robin``, not gRPC's
+  ``pick_first``: spreading calls is the point of this library.
+* ``ring_hash`` needs ``requestHashHeader`` (A76): there is no xDS route to supply a hash.
+* ``weighted_round_robin`` takes per-call ORCA reports only; ``enableOobLoadReport: true``
+  is rejected.
+* Unknown field names are errors (gRPC ignores them), and so is a ``methodConfig`` entry
+  without names (gRPC skips it): both are almost always typos.
+* Only integers that proto3 writes as 64-bit (``maxRequestMessageBytes``,
+  ``maxResponseMessageBytes``, ``choiceCount``, ``minRingSize``, ``maxRingSize``) may be
+  given as decimal strings; everywhere else a number must be a JSON number.
+* Every number is finite and bounded: durations above :data:`MAX_WAIT_SECONDS` (about 31.7
+  years) are treated as it, ``backoffMultiplier`` is at most
+  :data:`MAX_BACKOFF_MULTIPLIER`, static weights at most :data:`MAX_STATIC_WEIGHT`.
+
+Modules: ``_schema`` (kinds, field tables, paths, messages, durations, status codes),
+``balancing`` (``loadBalancingConfig``), ``methods`` (``methodConfig``), ``service``
+(``retryThrottling``, ``healthCheckConfig``, the whole config and reading it). Adding a
+field is one line in the table of its object plus the attribute on its value class.
+
+>>> config = parse_service_config('{"loadBalancingConfig": [{"least_request": {}}]}')
+>>> config.load_balancing
+LeastRequest(choice_count=2)
+"""
+
+from __future__ import annotations
+
+from resilientrpc.config._schema import (
+    MAX_DURATION_SECONDS,
+    MAX_WAIT_SECONDS,
+    parse_duration,
+    parse_status_code,
+)
+from resilientrpc.config.balancing import (
+    DEFAULT_BLACKOUT_PERIOD,
+    DEFAULT_CHOICE_COUNT,
+    DEFAULT_ERROR_UTILIZATION_PENALTY,
+    DEFAULT_LOAD_BALANCING,
+    DEFAULT_MAX_RING_SIZE,
+    DEFAULT_MIN_RING_SIZE,
+    DEFAULT_OOB_REPORTING_PERIOD,
+    DEFAULT_PEAK_EWMA_DECAY,
+    DEFAULT_WEIGHT_EXPIRATION_PERIOD,
+    DEFAULT_WEIGHT_UPDATE_PERIOD,
+    MAX_CHOICE_COUNT,
+    MAX_STATIC_WEIGHT,
+    MIN_CHOICE_COUNT,
+    MIN_WEIGHT_UPDATE_PERIOD,
+    RING_SIZE_LIMIT,
+    SUPPORTED_POLICIES,
+    LeastRequest,
+    LoadBalancingPolicy,
+    PeakEwma,
+    PickFirst,
+    Random,
+    RingHash,
+    RoundRobin,
+    WeightedRoundRobin,
+    check_weights_match_targets,
+)
+from resilientrpc.config.methods import (
+    DEFAULT_HEDGING_DELAY,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_BACKOFF_MULTIPLIER,
+    MIN_ATTEMPTS,
+    HedgingPolicy,
+    MethodConfig,
+    MethodName,
+    RetryPolicy,
+)
+from resilientrpc.config.service import (
+    MAX_RETRY_TOKENS,
+    TOKEN_RATIO_DECIMALS,
+    HealthCheckConfig,
+    RetryThrottling,
+    ServiceConfig,
+    parse_service_config,
+)
+
+__all__ = [
+    "DEFAULT_BLACKOUT_PERIOD",
+    "DEFAULT_CHOICE_COUNT",
+    "DEFAULT_ERROR_UTILIZATION_PENALTY",
+    "DEFAULT_HEDGING_DELAY",
+    "DEFAULT_LOAD_BALANCING",
+    "DEFAULT_MAX_RING_SIZE",
+    "DEFAULT_MIN_RING_SIZE",
+    "DEFAULT_OOB_REPORTING_PERIOD",
+    "DEFAULT_PEAK_EWMA_DECAY",
+    "DEFAULT_WEIGHT_EXPIRATION_PERIOD",
+    "DEFAULT_WEIGHT_UPDATE_PERIOD",
+    "MAX_ATTEMPTS_LIMIT",
+    "MAX_BACKOFF_MULTIPLIER",
+    "MAX_CHOICE_COUNT",
+    "MAX_DURATION_SECONDS",
+    "MAX_RETRY_TOKENS",
+    "MAX_STATIC_WEIGHT",
+    "MAX_WAIT_SECONDS",
+    "MIN_ATTEMPTS",
+    "MIN_CHOICE_COUNT",
+    "MIN_WEIGHT_UPDATE_PERIOD",
+    "RING_SIZE_LIMIT",
+    "SUPPORTED_POLICIES",
+    "TOKEN_RATIO_DECIMALS",
+    "HealthCheckConfig",
+    "HedgingPolicy",
+    "LeastRequest",
+    "LoadBalancingPolicy",
+    "MethodConfig",
+    "MethodName",
+    "PeakEwma",
+    "PickFirst",
+    "Random",
+    "RetryPolicy",
+    "RetryThrottling",
+    "RingHash",
+    "RoundRobin",
+    "ServiceConfig",
+    "WeightedRoundRobin",
+    "check_weights_match_targets",
+    "parse_duration",
+    "parse_service_config",
+    "parse_status_code",
+]
