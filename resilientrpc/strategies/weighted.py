@@ -26,6 +26,7 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 
+from resilientrpc.config import MAX_STATIC_WEIGHT
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import Chooser, Metadata
 from resilientrpc.strategies.base import Strategy
@@ -43,8 +44,9 @@ __all__ = [
 SCALE = 1 << 16
 #: Largest ratio between an endpoint's weight and the mean that scheduling honours.
 MAX_RATIO = 10.0
-#: The largest weight taken from a report or a config; larger ones count as this.
-MAX_WEIGHT = 1e9
+#: The largest weight taken from a report; larger ones count as this. The same bound
+#: the service config puts on static weights.
+MAX_WEIGHT = MAX_STATIC_WEIGHT
 
 
 def _known(weight: float) -> bool:
