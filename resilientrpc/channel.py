@@ -46,7 +46,7 @@ from resilientrpc.endpoint import Endpoint, EndpointStatus
 from resilientrpc.options import ChannelOptions
 from resilientrpc.picker import Picker
 from resilientrpc.router import SyncRouter
-from resilientrpc.supervisor import Supervisor
+from resilientrpc.supervisor import WATCH_SETTLE_TIMEOUT, Supervisor
 
 __all__ = ["ResilientChannel"]
 
@@ -401,8 +401,14 @@ class ResilientChannel(grpc.Channel):
         self._balancer.add_listener(self._subscriptions.on_picker)
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and this stops its work.
+        # Closing waits for grpc.aio to end the watches of the watch-only channels, so
+        # nothing reaches the loop after stop() closed it (see Supervisor._state_change).
         self._supervisor = Supervisor(
-            self._balancer, target, connect=_connector(self._options), disconnect=_disconnect
+            self._balancer,
+            target,
+            connect=_connector(self._options),
+            disconnect=_disconnect,
+            watch_settle_timeout=WATCH_SETTLE_TIMEOUT,
         )
         try:
             self._loop.run(_start(self._supervisor))

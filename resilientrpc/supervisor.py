@@ -30,7 +30,7 @@ from resilientrpc.balancer import Balancer
 from resilientrpc.endpoint import Connectivity, Endpoint
 from resilientrpc.targets import DNS_REFRESH_PERIOD, Target, resolve
 
-__all__ = ["DRAIN_TIMEOUT", "Connector", "Supervisor"]
+__all__ = ["DRAIN_TIMEOUT", "WATCH_SETTLE_TIMEOUT", "Connector", "Supervisor"]
 
 _log = logging.getLogger(__name__)
 
@@ -45,6 +45,8 @@ Disconnector = Callable[[Endpoint, grpc.aio.Channel], Awaitable[None]]
 DRAIN_TIMEOUT = 30.0
 #: How often a draining endpoint is checked for calls still in flight.
 DRAIN_POLL = 0.05
+#: How long the sync channel's closing waits for grpc to end its connectivity watches.
+WATCH_SETTLE_TIMEOUT = 5.0
 
 
 @contextlib.contextmanager
@@ -68,6 +70,7 @@ class Supervisor:
         disconnect: Disconnector,
         dns_refresh_period: float = DNS_REFRESH_PERIOD,
         drain_timeout: float = DRAIN_TIMEOUT,
+        watch_settle_timeout: float = 0.0,
     ) -> None:
         self._balancer = balancer
         self._target = target
@@ -75,9 +78,11 @@ class Supervisor:
         self._disconnect = disconnect
         self._dns_refresh_period = dns_refresh_period
         self._drain_timeout = drain_timeout
+        self._watch_settle_timeout = watch_settle_timeout
         self._watchers: dict[str, tuple[asyncio.Task[None], grpc.aio.Channel]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._draining: dict[Endpoint, grpc.aio.Channel] = {}
+        self._state_waits: set[asyncio.Future[None]] = set()
         self._closed = False
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
@@ -148,7 +153,7 @@ class Supervisor:
                 error = f"failed to connect to {endpoint.address}"
             with _logged(f"recording {endpoint.address} {state.name}"):
                 self._balancer.set_state(endpoint, state, error)
-            await control.wait_for_state_change(state)
+            await self._state_change(control, state)
             # Asking again with try_to_connect keeps an IDLE channel reconnecting; the
             # connection calls use (the sync twin's own) is kept connecting alongside.
             state = control.get_state(try_to_connect=True)
@@ -156,6 +161,37 @@ class Supervisor:
             if transport is not None:
                 with _logged(f"asking {endpoint.address} to connect"):
                     transport.try_to_connect()
+
+    async def _state_change(self, control: grpc.aio.Channel, state: Connectivity) -> None:
+        """``control.wait_for_state_change(state)``, whose end is awaited even if we stop.
+
+        Cancelling a task that awaits ``wait_for_state_change`` does not withdraw the watch
+        from gRPC core: it stays registered until the channel's state changes, and closing
+        the channel (state SHUTDOWN) completes it a moment *after* ``close()`` returned.
+        grpc.aio's one poller thread then hands that completion to the loop the watch was
+        made on, with ``loop.call_soon_threadsafe`` from whichever loop bound to grpc.aio
+        drains the poller's queue. Had that loop been closed meanwhile (the sync channel
+        closes its loop right after :meth:`aclose`), the other loop logs "Exception in
+        callback PollerCompletionQueue._handle_events ... RuntimeError: Event loop is
+        closed". So the wait runs as its own (shielded) task, and :meth:`aclose` awaits
+        what is left of them after closing every channel, for up to
+        ``watch_settle_timeout`` seconds.
+
+        That wait is prompt (about a millisecond) on a channel that carries no calls, as the
+        sync channel's watch-only ones. On a grpc.aio channel whose call objects are still
+        alive, closing did not end the watches for seconds (seen with grpcio 1.85), so the
+        asyncio twin, whose one channel per endpoint carries its calls, waits for none
+        (timeout 0) and cancels them, as before.
+        """
+        wait = asyncio.ensure_future(control.wait_for_state_change(state))
+        self._state_waits.add(wait)
+        wait.add_done_callback(self._state_wait_ended)
+        await asyncio.shield(wait)
+
+    def _state_wait_ended(self, wait: asyncio.Future[None]) -> None:
+        self._state_waits.discard(wait)
+        if not wait.cancelled():
+            wait.exception()  # retrieved: a watch that fails after we stopped is no news
 
     async def _resolve_forever(self) -> None:
         while True:
@@ -199,3 +235,10 @@ class Supervisor:
         self._draining.clear()
         for endpoint, control in closing:
             await self._disconnect(endpoint, control)
+        # Every channel is closed: grpc now completes the watches still registered.
+        waits = set(self._state_waits)
+        if waits and self._watch_settle_timeout > 0:
+            _ended, waits = await asyncio.wait(waits, timeout=self._watch_settle_timeout)
+        for wait in waits:
+            wait.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
