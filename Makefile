@@ -2,17 +2,31 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# A second venv at the oldest supported releases (constraints/floor.txt pins each floor).
+FLOOR_VENV ?= .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_CONSTRAINTS := constraints/floor.txt
 PROTOS := $(wildcard protos/resilientrpc/proto/*.proto)
 
-.PHONY: setup test lint typecheck pytest demo bench protos clean
+.PHONY: setup setup-floor test test-floor lint typecheck pytest demo bench protos clean
 
+# The newest releases that pyproject.toml allows.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The floors, plus grpcio-tools: the generator of resilientrpc/proto lives only here.
+$(FLOOR_VENV)/.installed: pyproject.toml $(FLOOR_CONSTRAINTS)
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install --quiet --upgrade pip
+	$(FLOOR_PY) -m pip install --quiet -c $(FLOOR_CONSTRAINTS) -e '.[dev]' grpcio-tools
+	touch $@
+
 setup: $(VENV)/.installed
+
+setup-floor: $(FLOOR_VENV)/.installed
 
 # The README's test command: lint, types, then the suite (real servers on 127.0.0.1).
 test: setup lint typecheck pytest
@@ -25,7 +39,12 @@ typecheck: setup
 	$(VENV)/bin/mypy
 
 pytest: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest
+
+# The whole suite at the floors. RESILIENTRPC_FLOOR_RUN makes the suite check that the floors
+# are what is installed and compare the generated code byte for byte (no skipping).
+test-floor: setup-floor
+	RESILIENTRPC_FLOOR_RUN=1 $(FLOOR_PY) -m pytest
 
 demo: setup
 	$(VENV)/bin/resilientrpc demo
@@ -33,9 +52,10 @@ demo: setup
 bench: setup
 	$(VENV)/bin/resilientrpc bench
 
-# Regenerate the checked-in protobuf / gRPC code (tests/test_protos_current.py checks it).
-protos: setup
-	$(PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+# Regenerate the checked-in protobuf / gRPC code with the pinned grpcio-tools
+# (tests/test_protos_current.py checks it).
+protos: setup-floor
+	$(FLOOR_PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -5,7 +5,7 @@ import warnings
 
 from resilientrpc.proto import echo_pb2 as resilientrpc_dot_proto_dot_echo__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.68.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in resilientrpc/proto/echo_pb2_grpc.py depends on'
+        + f' but the generated code in resilientrpc/proto/echo_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class EchoStub:
+class EchoStub(object):
     """Echo service served by every resilientrpc.testing backend.
     """
 
@@ -57,7 +57,7 @@ class EchoStub:
                 _registered_method=True)
 
 
-class EchoServicer:
+class EchoServicer(object):
     """Echo service served by every resilientrpc.testing backend.
     """
 
@@ -121,7 +121,7 @@ def add_EchoServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Echo:
+class Echo(object):
     """Echo service served by every resilientrpc.testing backend.
     """
 

@@ -5,7 +5,7 @@ import warnings
 
 from resilientrpc.proto import faults_pb2 as resilientrpc_dot_proto_dot_faults__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.68.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in resilientrpc/proto/faults_pb2_grpc.py depends on'
+        + f' but the generated code in resilientrpc/proto/faults_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class FaultsStub:
+class FaultsStub(object):
     """Changes the faults a running resilientrpc.testing backend injects.
     """
 
@@ -42,7 +42,7 @@ class FaultsStub:
                 _registered_method=True)
 
 
-class FaultsServicer:
+class FaultsServicer(object):
     """Changes the faults a running resilientrpc.testing backend injects.
     """
 
@@ -70,7 +70,7 @@ def add_FaultsServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class Faults:
+class Faults(object):
     """Changes the faults a running resilientrpc.testing backend injects.
     """
 
