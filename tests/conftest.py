@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from resilientrpc.testing import Backend, Backends, Faults, start_backends
+from tests.threads import snapshot, threads_left
 from tests.twins import TWINS, ChannelHandle, Twin
 
 
@@ -66,7 +66,12 @@ def backend() -> Iterator[Callable[..., Backend]]:
 
 @pytest.fixture(autouse=True)
 def no_thread_leak() -> Iterator[None]:
-    """Every test leaves behind no resilientrpc thread it started."""
+    """Every test leaves behind no thread it started, named or not, once it has ended.
+
+    Autouse, so it is set up first and torn down last: after the test's channels and
+    backends are closed and stopped.
+    """
+    before = snapshot()
     yield
-    leftover = [t.name for t in threading.enumerate() if t.name.startswith("resilientrpc-")]
+    leftover = threads_left(before)
     assert leftover == [], f"threads left running: {leftover}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +15,7 @@ import pytest
 from resilientrpc import ConfigError
 from resilientrpc.endpoint import EndpointStatus
 from resilientrpc.testing import Backend, BackendProcess, Backends, Faults, LoadReport
+from tests.threads import snapshot, threads_left
 from tests.twins import ChannelHandle, Twin
 
 Open = Callable[..., ChannelHandle]
@@ -129,14 +131,12 @@ def test_cancelling_a_stream_releases_its_slot(open_channel: Open, backends: Sta
 # -- distribution per strategy ----------------------------------------------------------
 
 
-def test_round_robin_is_even_within_5_percent(open_channel: Open, backends: Start) -> None:
+def test_round_robin_is_exactly_even(open_channel: Open, backends: Start) -> None:
+    """Once every backend is READY the picker stays put, and its rotation is exact."""
     group = backends(3, names=["b0", "b1", "b2"])
     handle = open_channel(group.addresses, config=lb("round_robin"))
     wait_all_available(handle)
-    counts = shares(handle, 600)
-    assert set(counts) == {"b0", "b1", "b2"}
-    for count in counts.values():
-        assert abs(count - 200) <= 200 * 0.05
+    assert shares(handle, 600) == {"b0": 200, "b1": 200, "b2": 200}
 
 
 def test_static_weights_are_proportional_within_10_percent(
@@ -296,8 +296,31 @@ def test_no_endpoint_fails_at_once_naming_addresses(open_channel: Open, backends
         handle.echo(timeout=2)
     assert time.monotonic() - started < 0.5  # at once, not at the deadline
     assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
-    for address in addresses:
-        assert address in caught.value.details()
+    details = caught.value.details()
+    for address in addresses:  # "address (what went wrong with it)" for each
+        assert re.search(re.escape(address) + r" \([^()]+\)", details), details
+
+
+def test_method_config_wait_for_ready_applies(open_channel: Open, backends: Start) -> None:
+    """``waitForReady`` fills in a call's own: such calls wait through TRANSIENT_FAILURE."""
+    group = backends(1)
+    addresses = group.addresses
+    group.stop()
+    config = {
+        "methodConfig": [{"name": [{"service": "resilientrpc.echo.v1.Echo"}], "waitForReady": True}]
+    }
+    handle = open_channel(addresses, config=config)
+    wait_endpoints(handle, lambda s: s[0].state == "TRANSIENT_FAILURE")
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as caught:
+        handle.echo(timeout=0.3)  # waits for an endpoint until its deadline
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    assert time.monotonic() - started >= 0.25
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as caught:
+        handle.echo(timeout=5, wait_for_ready=False)  # the caller's own choice wins
+    assert caught.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert time.monotonic() - started < 0.5
 
 
 def test_wait_for_ready_waits_for_an_endpoint(
@@ -355,30 +378,19 @@ def test_channel_ready_and_endpoint_snapshot(open_channel: Open, backends: Start
 
 
 def test_close_stops_every_thread(twin: Twin, backends: Start) -> None:
+    """Every thread the channel's life started ends, named or not (grpc's own included)."""
     group = backends(3)
-    before = {t.ident for t in threading.enumerate()}
+    before = snapshot()
     handle = twin.open(group.addresses)
     wait_all_available(handle)
     handle.echo()
     handle.close()
     handle.close()  # idempotent
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
-        extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()]
-        # Backends' handler threads and grpc's own short-lived per-call threads are not ours.
-        ours = [t.name for t in extra if not t.name.startswith(("backend-", "Thread-"))]
-        if not ours:
-            break
-        time.sleep(0.02)
-    assert not ours, ours
+    group.stop()  # the backends' handler threads end with them
+    assert threads_left(before) == []
 
 
 # -- bad input ------------------------------------------------------------------------
-
-
-def channel_threads() -> set[threading.Thread]:
-    """The channels' own background threads (other threads come and go on their own)."""
-    return {t for t in threading.enumerate() if t.name.startswith("resilientrpc-")}
 
 
 @pytest.mark.parametrize(
@@ -410,11 +422,11 @@ def channel_threads() -> set[threading.Thread]:
 def test_bad_input_names_the_field_before_anything_starts(
     open_channel: Open, targets: object, config: object, path: str
 ) -> None:
-    before = channel_threads()
+    before = snapshot()
     with pytest.raises(ConfigError) as caught:
         open_channel(targets, config=config)
     assert caught.value.path == path, str(caught.value)
-    assert channel_threads() == before
+    assert snapshot() == before  # not a single thread started, named or not
 
 
 def test_bad_options_and_credentials(open_channel: Open) -> None:

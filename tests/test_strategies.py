@@ -17,6 +17,7 @@ from resilientrpc.config import (
     RingHash,
     RoundRobin,
     WeightedRoundRobin,
+    parse_service_config,
 )
 from resilientrpc.endpoint import Endpoint, Outcome
 from resilientrpc.load_report import LoadReport
@@ -26,6 +27,7 @@ from resilientrpc.strategies.ring_hash import RingHashStrategy
 from resilientrpc.strategies.weighted import StrideScheduler, orca_weight
 
 READY = grpc.ChannelConnectivity.READY
+TRANSIENT_FAILURE = grpc.ChannelConnectivity.TRANSIENT_FAILURE
 OK = grpc.StatusCode.OK
 
 
@@ -54,6 +56,11 @@ def picked(balancer: Balancer) -> Endpoint:
     assert result is not None
     result.done(Outcome(OK, 0.001))
     return result.endpoint
+
+
+def hand_built(count: int) -> tuple[Endpoint, ...]:
+    """``count`` endpoints on made-up addresses, for strategies called directly."""
+    return tuple(Endpoint(f"10.0.0.{i}:80") for i in range(count))
 
 
 def test_stride_scheduler_is_proportional_and_smooth() -> None:
@@ -109,6 +116,25 @@ def test_round_robin_cycles_from_a_random_offset() -> None:
     assert addresses[:4] == addresses[4:] and len(set(addresses)) == 4
 
 
+def test_round_robin_starts_each_picker_at_a_random_offset() -> None:
+    """As in gRPC: clients (and pickers) built at once do not all start on the first."""
+    strategy = build_strategy(RoundRobin(), rng=random.Random(5))
+    ready = hand_built(4)
+    firsts: collections.Counter[Endpoint | None] = collections.Counter(
+        strategy.chooser(ready, ready)(None) for _ in range(200)
+    )
+    assert set(firsts) == set(ready)
+    assert min(firsts.values()) > 20, firsts  # 50 each when uniform
+
+
+@pytest.mark.parametrize("count", [2, 3, 5])
+def test_round_robin_is_exactly_even(count: int) -> None:
+    """Rotation is exact: N * k picks on one picker give every endpoint exactly k."""
+    balancer = ready_balancer(RoundRobin(), count)
+    counts = collections.Counter(picked(balancer).address for _ in range(count * 40))
+    assert counts == {e.address: 40 for e in balancer.endpoints}
+
+
 def test_least_request_prefers_fewer_outstanding() -> None:
     balancer = ready_balancer(LeastRequest(), 2)
     busy, idle = balancer.endpoints
@@ -121,6 +147,32 @@ def test_least_request_prefers_fewer_outstanding() -> None:
         picks[result.endpoint.address] += 1
         result.done(Outcome(OK, 0.001))
     assert picks == {idle.address: 50}
+
+
+@pytest.mark.parametrize("policy", [LeastRequest(choice_count=3), PeakEwma(choice_count=3)])
+def test_more_choices_send_to_the_least_loaded_of_the_sample(
+    policy: LeastRequest | PeakEwma,
+) -> None:
+    """``choiceCount`` 3 of 5: the two most loaded never win; the least wins when sampled."""
+    balancer = ready_balancer(policy, 5)
+    endpoints = balancer.endpoints
+    for load, endpoint in enumerate(endpoints):
+        for _ in range(load):
+            endpoint.begin()  # calls in flight: the load of both strategies
+    counts = collections.Counter(picked(balancer) for _ in range(1000))
+    assert counts[endpoints[3]] == counts[endpoints[4]] == 0, counts
+    # The least loaded is in 3 of every 5 samples of three; the second least in 3 of 10.
+    assert counts[endpoints[0]] == pytest.approx(600, abs=60), counts
+    assert counts[endpoints[1]] == pytest.approx(300, abs=60), counts
+
+
+def test_more_choices_than_endpoints_always_take_the_least_loaded() -> None:
+    balancer = ready_balancer(LeastRequest(choice_count=4), 3)
+    busy, idle, busier = balancer.endpoints
+    busy.begin()
+    for _ in range(2):
+        busier.begin()
+    assert {picked(balancer) for _ in range(50)} == {idle}
 
 
 def test_peak_ewma_penalises_slow_and_decays_back() -> None:
@@ -160,6 +212,25 @@ def test_pick_first_is_ordered_failover() -> None:
     assert picked(balancer) is first
 
 
+def test_pick_first_shuffle_address_list_gives_each_client_its_own_order() -> None:
+    """``shuffleAddressList``: each client shuffles once, then sticks to its order."""
+    config = parse_service_config(
+        {"loadBalancingConfig": [{"pick_first": {"shuffleAddressList": True}}]}
+    )
+    policy = config.load_balancing
+    assert policy == PickFirst(shuffle_address_list=True)
+    members = hand_built(4)
+    firsts: collections.Counter[Endpoint | None] = collections.Counter()
+    for seed in range(40):  # forty clients
+        strategy = build_strategy(policy, rng=random.Random(seed))
+        first = strategy.chooser(members, members)(None)
+        firsts[first] += 1
+        assert strategy.chooser(members, members)(None) is first  # a rebuild keeps it
+    assert set(firsts) == set(members), firsts
+    unshuffled = build_strategy(PickFirst(), rng=random.Random(0))
+    assert unshuffled.chooser(members, members)(None) is members[0]
+
+
 def _owners(
     strategy: RingHashStrategy, members: tuple[Endpoint, ...], ready: tuple[Endpoint, ...]
 ) -> dict[str, str]:
@@ -183,8 +254,12 @@ def test_ring_hash_remaps_about_one_nth_when_one_goes(count: int) -> None:
     moved = [k for k in before if before[k] != after[k]]
     assert all(before[k] == gone.address for k in moved)
     assert len(moved) == sum(1 for owner in before.values() if owner == gone.address)
-    # Removed from membership: the ring is rebuilt, and still about 1/N of keys move.
+    # They walk on to the *next* endpoint on the ring, not to one fixed survivor: the
+    # same owners as a ring without the lost endpoint's points (removed from membership,
+    # the ring keeps its points per weight, so the others' points stay where they were).
+    assert len({after[k] for k in moved}) > 1
     after_removal = _owners(strategy, members[1:], members[1:])
+    assert after_removal == after
     moved = [k for k in before if before[k] != after_removal[k]]
     assert len(moved) <= 2000 / count * 1.5
     # Spread: every endpoint owns a fair part of the keys.
@@ -250,3 +325,17 @@ def test_unresolved_channel_queues_then_fails_with_the_resolver_error() -> None:
     assert "no such host" in no_endpoint_details(balancer.picker)
     balancer.set_addresses(["10.0.0.1:80"])
     assert "no such host" not in no_endpoint_details(balancer.picker)
+
+
+def test_no_endpoint_details_name_each_address_with_its_reason() -> None:
+    """UNAVAILABLE details: ``address (reason)`` for every endpoint, in target order."""
+    balancer = Balancer(build_strategy(RoundRobin()))
+    balancer.set_addresses(["10.0.0.1:80", "10.0.0.2:80", "10.0.0.3:80"])
+    refused, slow, connecting = balancer.endpoints
+    balancer.set_state(refused, TRANSIENT_FAILURE, "connection refused")
+    balancer.set_state(slow, TRANSIENT_FAILURE, "handshake timed out")
+    balancer.set_state(connecting, grpc.ChannelConnectivity.CONNECTING)
+    assert no_endpoint_details(balancer.picker) == (
+        "no endpoint available: 10.0.0.1:80 (connection refused), "
+        "10.0.0.2:80 (handshake timed out), 10.0.0.3:80 (CONNECTING)"
+    )

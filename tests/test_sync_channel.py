@@ -295,3 +295,24 @@ def test_close_cancels_pending_futures(backends: Start) -> None:
     )
     channel.close()
     assert future.exception(timeout=5).code() is grpc.StatusCode.CANCELLED
+
+
+def test_a_new_subscriber_hears_the_state_now_and_no_ready_while_all_are_down(
+    backends: Start,
+) -> None:
+    address, _port = _dead_address(backends)
+    with ResilientChannel([address]) as channel:
+        deadline = time.monotonic() + 5
+        while channel.get_state() is not grpc.ChannelConnectivity.TRANSIENT_FAILURE:
+            assert time.monotonic() < deadline, channel.endpoints()
+            time.sleep(0.01)
+        states: list[grpc.ChannelConnectivity] = []
+        heard, called = recorder(states)
+        channel.subscribe(heard)
+        assert called.wait(5), "a new subscriber was not told the state"
+        ready = grpc.channel_ready_future(channel)
+        with pytest.raises(grpc.FutureTimeoutError):
+            ready.result(timeout=0.3)
+        ready.cancel()
+        channel.unsubscribe(heard)
+        assert states == [grpc.ChannelConnectivity.TRANSIENT_FAILURE]

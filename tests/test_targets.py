@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
+import socket
+import time
+from typing import Any
 
+import grpc.aio
 import pytest
 
 from resilientrpc import ConfigError
+from resilientrpc.balancer import Balancer
+from resilientrpc.config import RoundRobin
+from resilientrpc.endpoint import Endpoint
+from resilientrpc.strategies import build_strategy
+from resilientrpc.supervisor import Supervisor
 from resilientrpc.targets import Target, parse_targets, resolve
 
 
@@ -34,6 +44,59 @@ def test_dns_target_resolves_every_address() -> None:
     addresses = asyncio.run(resolve(target))
     assert "127.0.0.1:8080" in addresses
     assert all(a.endswith(":8080") for a in addresses)
+
+
+def test_a_dns_name_is_resolved_again_every_refresh_period(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The supervisor asks again every ``dns_refresh_period`` and follows the answers.
+
+    The name's answers change over time: the system resolver is replaced for this one
+    made-up name only (every other name still resolves for real).
+    """
+    real_getaddrinfo = socket.getaddrinfo
+    answers = [["127.0.0.1"], ["127.0.0.1"], ["127.0.0.2", "127.0.0.1"], ["127.0.0.2"]]
+    asked: list[float] = []
+
+    def scripted(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "backends.test":
+            return real_getaddrinfo(host, port, *args, **kwargs)
+        ips = answers[min(len(asked), len(answers) - 1)]
+        asked.append(time.monotonic())
+        stream = (socket.SOCK_STREAM, socket.IPPROTO_TCP, "")
+        return [(socket.AF_INET, *stream, (ip, port)) for ip in ips]
+
+    monkeypatch.setattr(socket, "getaddrinfo", scripted)
+    memberships: list[list[str]] = []
+
+    async def disconnect(endpoint: Endpoint, control: grpc.aio.Channel) -> None:
+        await control.close()
+
+    async def scenario() -> None:
+        balancer = Balancer(build_strategy(RoundRobin()))
+        balancer.add_listener(
+            lambda picker: memberships.append([e.address for e in picker.members])
+        )
+        supervisor = Supervisor(
+            balancer,
+            parse_targets("dns:///backends.test:9"),
+            connect=lambda endpoint: grpc.aio.insecure_channel(endpoint.address),
+            disconnect=disconnect,
+            dns_refresh_period=0.05,
+        )
+        supervisor.start()
+        try:
+            deadline = time.monotonic() + 5
+            while len(asked) < len(answers) + 1:
+                assert time.monotonic() < deadline, f"asked {len(asked)} times"
+                await asyncio.sleep(0.01)
+        finally:
+            await supervisor.aclose()
+
+    asyncio.run(scenario())
+    assert all(later - earlier >= 0.04 for earlier, later in itertools.pairwise(asked))
+    changes = [m for i, m in enumerate(memberships) if i == 0 or m != memberships[i - 1]]
+    assert changes[:3] == [["127.0.0.1:9"], ["127.0.0.2:9", "127.0.0.1:9"], ["127.0.0.2:9"]]
 
 
 @pytest.mark.parametrize(

@@ -35,6 +35,7 @@ from resilientrpc.testing.faults import (
     fault_config_from_faults,
     faults_from_fault_config,
 )
+from resilientrpc.testing.process import thread_states
 from resilientrpc.testing.serve import build_parser, faults_from_args, faults_to_argv
 
 # --- helpers -----------------------------------------------------------------------------
@@ -466,6 +467,28 @@ def test_process_serves_reconfigures_pauses_and_resumes() -> None:
             child.resume()
             assert stub.Echo(request(), timeout=5).backend == "child"
     assert child.returncode == 0
+
+
+def test_a_call_right_after_pause_is_never_answered() -> None:
+    """pause() returns once the child is stopped, resume() once it runs again; every time.
+
+    A signal takes effect when the kernel schedules the child, so each round checks what
+    the kernel reports (where there is /proc) and that a call sent at once goes unanswered.
+    """
+    with BackendProcess("child") as child, grpc.insecure_channel(child.address) as channel:
+        stub = echo_stub(channel)
+        assert stub.Echo(request(), timeout=5).backend == "child"
+        for _ in range(12):
+            child.pause()
+            states = thread_states(child.pid)
+            assert states is None or set(states) <= {"T", "t"}, states
+            with pytest.raises(grpc.RpcError) as paused:
+                stub.Echo(request(), timeout=0.1)
+            assert status_of(paused.value) is grpc.StatusCode.DEADLINE_EXCEEDED
+            child.resume()
+            states = thread_states(child.pid)
+            assert states is None or not set(states) & {"T", "t"}, states
+            assert stub.Echo(request(), timeout=5).backend == "child"
 
 
 def test_process_kill_makes_calls_unavailable() -> None:

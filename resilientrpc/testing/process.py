@@ -4,6 +4,11 @@ This module owns the child's life cycle as the parent sees it: launching
 ``python -m resilientrpc.testing``, waiting for its ``LISTENING`` line, real process
 faults (``kill -9``, ``SIGSTOP`` / ``SIGCONT``), reconfiguring it through the Faults RPC,
 and always reaping it, even when the object is dropped without being stopped. POSIX only.
+
+A signal takes effect when the kernel next schedules the child, not when ``kill`` returns,
+so :meth:`BackendProcess.pause` and :meth:`BackendProcess.resume` return only once the
+kernel reports every thread of the child stopped / running again (``/proc``, on Linux;
+elsewhere they return as soon as the signal is sent).
 """
 
 from __future__ import annotations
@@ -34,10 +39,12 @@ from resilientrpc.testing.serve import LISTENING_PREFIX, faults_to_argv
 
 __all__ = [
     "CONFIGURE_TIMEOUT",
+    "SIGNAL_TIMEOUT",
     "STARTUP_TIMEOUT",
     "STOP_TIMEOUT",
     "BackendProcess",
     "BackendStartError",
+    "thread_states",
 ]
 
 STARTUP_TIMEOUT = 10.0
@@ -49,9 +56,42 @@ STOP_TIMEOUT = 5.0
 CONFIGURE_TIMEOUT = 5.0
 """Deadline of the Faults RPC that :meth:`BackendProcess.configure` sends."""
 
+SIGNAL_TIMEOUT = 5.0
+"""Seconds a child has to stop after SIGSTOP, or to run again after SIGCONT."""
+
+#: Scheduler states of a thread stopped by a signal (``T``) or for a tracer (``t``).
+_STOPPED = frozenset("Tt")
+#: Scheduler states of a thread that is exiting: it neither runs nor stops any more.
+_EXITING = frozenset("ZX")
+
 # The directory that holds the ``resilientrpc`` package, so the child imports the same
 # code as the parent whatever its working directory.
 _IMPORT_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+def thread_states(pid: int) -> list[str] | None:
+    """The kernel's scheduler state (``R``, ``S``, ``T``, ...) of every thread of ``pid``.
+
+    Read from ``/proc/<pid>/task/*/stat``; None where there is no such directory (no
+    ``/proc``, or the process is gone).
+    """
+    task_dir = f"/proc/{pid}/task"
+    try:
+        tids = os.listdir(task_dir)
+    except OSError:
+        return None
+    states = []
+    for tid in tids:
+        try:
+            with open(f"{task_dir}/{tid}/stat", encoding="ascii", errors="replace") as stat:
+                text = stat.read()
+        except OSError:
+            continue  # the thread ended meanwhile
+        # "tid (comm) state ...": comm may hold spaces and parentheses, so split after it.
+        fields = text.rpartition(")")[2].split()
+        if fields:
+            states.append(fields[0])
+    return states
 
 
 class BackendStartError(RuntimeError):
@@ -242,18 +282,42 @@ class BackendProcess:
         self._reap()
 
     def pause(self) -> None:
-        """SIGSTOP the child: connections stay open but nothing is answered."""
+        """SIGSTOP the child: connections stay open but nothing is answered.
+
+        Returns once the kernel reports every thread of the child stopped, so a call made
+        right after is not answered.
+        """
         process = self._running()
         if process.poll() is None:
             process.send_signal(signal.SIGSTOP)
             self._paused = True
+            self._wait_for_threads(process, stopped=True)
 
     def resume(self) -> None:
-        """SIGCONT a paused child."""
+        """SIGCONT a paused child; returns once the kernel reports it running again."""
         process = self._running()
         if process.poll() is None:
             process.send_signal(signal.SIGCONT)
+            self._wait_for_threads(process, stopped=False)
         self._paused = False
+
+    def _wait_for_threads(self, process: subprocess.Popen[bytes], *, stopped: bool) -> None:
+        """Poll ``/proc`` until every live thread of the child is (or none is) stopped."""
+        deadline = time.monotonic() + SIGNAL_TIMEOUT
+        while process.poll() is None:
+            states = thread_states(process.pid)
+            if states is None:
+                return  # no /proc here: nothing to wait on
+            live = [state for state in states if state not in _EXITING]
+            if all((state in _STOPPED) is stopped for state in live):
+                return
+            if time.monotonic() >= deadline:
+                what = "stop after SIGSTOP" if stopped else "run again after SIGCONT"
+                raise RuntimeError(
+                    f"backend child (pid {process.pid}) did not {what} within "
+                    f"{SIGNAL_TIMEOUT} s; its threads are in states {states}"
+                )
+            time.sleep(0.001)
 
     def stop(self) -> None:
         """SIGTERM the child, SIGKILL it after 5 s, and reap it. Idempotent."""
