@@ -34,6 +34,13 @@ __all__ = [
 
 Deserializer = Callable[[bytes], Any] | None
 DoneCallback = Callable[[Any], None]
+#: Runs a user's callback: where it runs is the channel's choice (its callback thread).
+Deliver = Callable[[Callable[[], object]], None]
+
+
+def run_now(function: Callable[[], object]) -> None:
+    """The :data:`Deliver` that runs a callback at once, in the calling thread."""
+    function()
 
 
 _log = logging.getLogger(__name__)
@@ -146,10 +153,11 @@ class LocalRpcError(grpc.RpcError, grpc.Call, grpc.Future):
 class _Delegating(grpc.Call, grpc.Future):
     """Forwards grpc.Call and grpc.Future methods to the backend call it wraps."""
 
-    __slots__ = ("_call",)
+    __slots__ = ("_call", "_deliver")
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, deliver: Deliver = run_now) -> None:
         self._call = call
+        self._deliver = deliver
 
     def code(self) -> grpc.StatusCode:
         return self._call.code()
@@ -170,7 +178,8 @@ class _Delegating(grpc.Call, grpc.Future):
         return self._call.time_remaining()
 
     def add_callback(self, callback: Callable[[], None]) -> Any:
-        return self._call.add_callback(callback)
+        deliver = self._deliver
+        return self._call.add_callback(lambda: deliver(functools.partial(guarded, callback)))
 
     def cancel(self) -> Any:
         return self._call.cancel()
@@ -191,7 +200,7 @@ class _Delegating(grpc.Call, grpc.Future):
         return self._call.traceback(timeout)
 
     def add_done_callback(self, fn: DoneCallback) -> None:
-        self._call.add_done_callback(functools.partial(_forward_done, fn, self))
+        self._call.add_done_callback(functools.partial(_forward_done, fn, self, self._deliver))
 
 
 class UnaryOutcome(_Delegating):
@@ -242,8 +251,8 @@ class ResponseFuture(_Delegating):
 
     __slots__ = ("_deserializer", "_response")
 
-    def __init__(self, call: Any, deserializer: Deserializer) -> None:
-        super().__init__(call)
+    def __init__(self, call: Any, deserializer: Deserializer, deliver: Deliver = run_now) -> None:
+        super().__init__(call, deliver)
         self._deserializer = deserializer
         self._response: Any = _UNREAD
 
@@ -260,8 +269,8 @@ class ResponseStream(_Delegating):
 
     __slots__ = ("_deserializer",)
 
-    def __init__(self, call: Any, deserializer: Deserializer) -> None:
-        super().__init__(call)
+    def __init__(self, call: Any, deserializer: Deserializer, deliver: Deliver = run_now) -> None:
+        super().__init__(call, deliver)
         self._deserializer = deserializer
 
     def __iter__(self) -> Iterator[Any]:
@@ -319,7 +328,7 @@ class PendingCall(grpc.Call, grpc.Future):
             rpc_callbacks, self._rpc_callbacks = self._rpc_callbacks, []
         self._settled.set()
         for fn in done_callbacks:
-            call.add_done_callback(functools.partial(_forward_done, fn, self))
+            call.add_done_callback(functools.partial(_forward_done, fn, self, run_now))
         for callback in rpc_callbacks:
             if not call.add_callback(callback):
                 guarded(callback)
@@ -371,7 +380,7 @@ class PendingCall(grpc.Call, grpc.Future):
             if self._done_callbacks is not None:
                 self._done_callbacks.append(fn)
                 return
-        self._call.add_done_callback(functools.partial(_forward_done, fn, self))
+        self._call.add_done_callback(functools.partial(_forward_done, fn, self, run_now))
 
     # grpc.Call
     def code(self) -> Any:
@@ -422,5 +431,5 @@ def _nothing() -> None:
     pass
 
 
-def _forward_done(fn: DoneCallback, outer: Any, _inner: Any) -> None:
-    guarded(fn, outer)
+def _forward_done(fn: DoneCallback, outer: Any, deliver: Deliver, _inner: Any) -> None:
+    deliver(functools.partial(guarded, fn, outer))

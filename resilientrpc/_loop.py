@@ -124,6 +124,18 @@ class CallbackThread:
         with contextlib.suppress(RuntimeError):
             self._executor.submit(self._run, function)
 
+    def run_soon(self, function: Callable[[], object]) -> None:
+        """Run ``function`` on this thread soon; at once, here, once the thread is stopped.
+
+        For user callbacks that must run whatever happens (a call's done callbacks): none
+        runs on a thread of grpc's or on the loop, where one that blocks or closes the
+        channel would wait on itself, and none is lost to a closed channel.
+        """
+        try:
+            self._executor.submit(self._run, function)
+        except RuntimeError:  # shut down (the channel closed): run it here instead
+            guarded(function)
+
     def is_current(self) -> bool:
         """Whether the calling thread is this callback thread."""
         return bool(getattr(self._local, "inside", False))

@@ -100,11 +100,12 @@ def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any
 
 
 class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
-    __slots__ = ("_blocking", "_channel", "_direct", "_future")
+    __slots__ = ("_blocking", "_channel", "_deliver", "_direct", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
+        self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
         self._direct = channel._direct
         self._blocking = channel._chain("intercept_unary_unary", _send_unary_blocking)
         self._future = channel._chain("intercept_unary_unary", _send_unary_future, blocking=False)
@@ -152,15 +153,17 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         compression: grpc.Compression | None = None,
     ) -> Any:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
-        return ResponseFuture(self._future(details, self._serialize(request)), self._deserializer)
+        call = self._future(details, self._serialize(request))
+        return ResponseFuture(call, self._deserializer, self._deliver)
 
 
 class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
-    __slots__ = ("_channel", "_invoke")
+    __slots__ = ("_channel", "_deliver", "_invoke")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
+        self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
         self._invoke = channel._chain("intercept_unary_stream", _send_unary_stream, blocking=False)
 
     def __call__(
@@ -173,15 +176,17 @@ class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
         compression: grpc.Compression | None = None,
     ) -> Any:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
-        return ResponseStream(self._invoke(details, self._serialize(request)), self._deserializer)
+        call = self._invoke(details, self._serialize(request))
+        return ResponseStream(call, self._deserializer, self._deliver)
 
 
 class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
-    __slots__ = ("_blocking", "_channel", "_future")
+    __slots__ = ("_blocking", "_channel", "_deliver", "_future")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
+        self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
         self._blocking = channel._chain("intercept_stream_unary", _send_stream_blocking)
         self._future = channel._chain("intercept_stream_unary", _send_stream_future, blocking=False)
 
@@ -223,15 +228,16 @@ class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
     ) -> Any:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
         call = self._future(details, self._serialize_all(request_iterator))
-        return ResponseFuture(call, self._deserializer)
+        return ResponseFuture(call, self._deserializer, self._deliver)
 
 
 class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
-    __slots__ = ("_channel", "_invoke")
+    __slots__ = ("_channel", "_deliver", "_invoke")
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
+        self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
         self._invoke = channel._chain(
             "intercept_stream_stream", _send_stream_stream, blocking=False
         )
@@ -247,7 +253,7 @@ class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
     ) -> Any:
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
         call = self._invoke(details, self._serialize_all(request_iterator))
-        return ResponseStream(call, self._deserializer)
+        return ResponseStream(call, self._deserializer, self._deliver)
 
 
 async def _start(supervisor: Supervisor) -> None:
