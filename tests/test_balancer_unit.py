@@ -100,6 +100,14 @@ def test_the_first_resolution_publishes_even_when_empty() -> None:
     assert balancer.picker.state is C.TRANSIENT_FAILURE
 
 
+@pytest.mark.parametrize("change", [ADDRESSES, ADDRESSES[:1]])
+def test_a_membership_change_publishes_a_picker_with_the_new_members(change: list[str]) -> None:
+    balancer = balancer_of(2)
+    all_ready(balancer)
+    balancer.set_addresses(change)
+    assert [e.address for e in balancer.picker.members] == change
+
+
 def test_an_unchanged_resolution_keeps_the_picker() -> None:
     balancer = balancer_of()
     all_ready(balancer)
@@ -211,6 +219,17 @@ def test_the_grace_ends_with_the_endpoints_ready_by_then() -> None:
     assert balancer.picker.endpoints == (first, second)
 
 
+def test_an_endpoint_removed_during_start_up_is_not_waited_for() -> None:
+    timers = Timers()
+    balancer = Balancer(RoundRobinStrategy())
+    balancer.start(timers)
+    balancer.set_addresses(ADDRESSES[:2])
+    balancer.set_state(balancer.endpoints[0], C.READY)
+    assert balancer.picker.state is C.CONNECTING
+    balancer.set_addresses(ADDRESSES[:1])
+    assert balancer.picker.state is C.READY
+
+
 def test_without_a_timer_there_is_no_grace() -> None:
     balancer = balancer_of(2)
     balancer.set_state(balancer.endpoints[0], C.READY)
@@ -236,16 +255,43 @@ def test_a_failing_strategy_falls_back_to_round_robin_and_is_logged_once(
         balancer.refresh()
         strategy.error = None
         balancer.set_state(second, C.READY)
+        balancer.refresh()  # works, as before: nothing to say
+        strategy.error = ValueError("same")
+        balancer.refresh()
+        strategy.error = TypeError("same")  # same words, another failure: logged too
+        balancer.refresh()
     assert caplog.messages == [
         "strategy flaky failed building a picker; "
         "calls go round robin over the available endpoints until it recovers",
         "strategy flaky failed refreshing weights; "
         "calls go round robin over the available endpoints until it recovers",
         "strategy flaky works again",
+        *[
+            "strategy flaky failed refreshing weights; "
+            "calls go round robin over the available endpoints until it recovers"
+        ]
+        * 2,
     ]
     errors = [record.exc_info[1] if record.exc_info else None for record in caplog.records]
-    assert [type(error) for error in errors] == [ValueError, KeyError, type(None)]
+    assert [type(error) for error in errors] == [
+        ValueError,
+        KeyError,
+        type(None),
+        ValueError,
+        TypeError,
+    ]
     assert balancer.picker.endpoints == (first, second, third)
+
+
+def test_a_working_strategy_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.DEBUG, logger="resilientrpc.balancer"):
+        balancer = Balancer(RoundRobinStrategy())
+        balancer.refresh()  # before the first resolution: no error to report
+        assert balancer.picker.error is None
+        balancer.set_addresses(ADDRESSES[:1])
+        all_ready(balancer)
+        balancer.refresh()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 # -- listeners and shutdown -------------------------------------------------------------

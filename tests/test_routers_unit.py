@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import threading
 import time
@@ -15,7 +16,7 @@ from resilientrpc._calls import LocalRpcError
 from resilientrpc.aio.router import AsyncRouter
 from resilientrpc.balancer import Balancer
 from resilientrpc.endpoint import Endpoint
-from resilientrpc.picker import Chooser, PickResult
+from resilientrpc.picker import Chooser, Metadata, PickResult
 from resilientrpc.router import SyncRouter
 from resilientrpc.strategies import RoundRobinStrategy
 from tests.fakes import Clock
@@ -30,6 +31,31 @@ class FindsNothing(RoundRobinStrategy):
 
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         return lambda metadata: None
+
+
+class Echo(RoundRobinStrategy):
+    """Always the first ready endpoint; remembers the metadata of every choice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Metadata | None] = []
+
+    def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
+        def choose(metadata: Metadata | None) -> Endpoint:
+            self.seen.append(metadata)
+            return ready[0]
+
+        return choose
+
+
+class Toggle(RoundRobinStrategy):
+    """Finds nothing until ``finds`` is set (then the first ready endpoint)."""
+
+    finds = False
+
+    def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
+        found = ready[0] if self.finds else None
+        return lambda metadata: found
 
 
 def balancer_in(
@@ -255,7 +281,10 @@ def test_deferred_call_a_ready_picker_finds_nothing_for(wait_for_ready: bool) ->
 def test_deferring_with_a_deadline_needs_call_later() -> None:
     calls = Calls()
     router = SyncRouter(balancer_in(C.CONNECTING))
-    with pytest.raises(RuntimeError, match="cannot defer calls with a deadline"):
+    with pytest.raises(
+        RuntimeError,
+        match=r"^this router cannot defer calls with a deadline: it has no call_later$",
+    ):
         router.defer(None, False, 1.0, calls.start, calls.fail)
     router.defer(None, False, None, calls.start, calls.fail)  # no deadline: fine
     assert router.waiting == 2
@@ -315,7 +344,9 @@ def test_async_pick_waits_for_a_ready_picker(timeout: float | None) -> None:
     assert left is None if timeout is None else left is not None and 0 < left < timeout
 
 
-def test_async_changed_times_out_or_wakes_every_waiter_on_the_next_picker() -> None:
+def test_async_changed_times_out_or_wakes_every_waiter_on_the_next_picker(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     balancer = balancer_in(C.CONNECTING)
     router = AsyncRouter(balancer)
 
@@ -332,4 +363,97 @@ def test_async_changed_times_out_or_wakes_every_waiter_on_the_next_picker() -> N
         set_all(balancer, C.TRANSIENT_FAILURE)  # nobody waits: nothing to wake
         return result
 
-    assert asyncio.run(main()) == [True, True]
+    with caplog.at_level(logging.ERROR):
+        assert asyncio.run(main()) == [True, True]
+    assert caplog.messages == []
+
+
+# -- both routers hand the call's metadata to the strategy ------------------------------
+
+KEY = [("x-key", "v")]
+
+
+def test_sync_router_passes_metadata_on_every_path() -> None:
+    echo = Echo()
+    balancer = balancer_in(C.READY, echo)
+    router = SyncRouter(balancer)
+    router.pick_now(KEY)
+    router.pick(KEY, False, None)  # the fast path
+    set_all(balancer, C.TRANSIENT_FAILURE)
+    later = threading.Timer(0.02, set_all, (balancer, C.READY))
+    later.start()
+    try:
+        router.pick(KEY, True, 5.0)  # the waiting path
+    finally:
+        later.join()
+    assert echo.seen == [KEY] * 3
+
+
+def test_deferred_calls_pass_metadata_and_start_with_the_pick() -> None:
+    echo, calls = Echo(), Calls()
+    balancer = balancer_in(C.CONNECTING, echo)
+    router = sync_router(balancer, calls)
+    router.defer(KEY, False, None, calls.start, calls.fail)
+    set_all(balancer, C.READY)
+    calls.run_delivered()
+    router.defer(KEY, False, None, calls.start, calls.fail)  # at once
+    assert echo.seen == [KEY, KEY]
+    assert [(pick.endpoint, left) for pick, left in calls.started] == [
+        (balancer.endpoints[0], None)
+    ] * 2
+
+
+def test_a_failure_picker_leaves_the_deadline_timer_of_a_waiting_call_armed() -> None:
+    calls = Calls()
+    balancer = balancer_in(C.CONNECTING)
+    router = sync_router(balancer, calls)
+    router.defer(None, True, 2.0, calls.start, calls.fail)
+    set_all(balancer, C.TRANSIENT_FAILURE)
+    assert router.waiting == 1 and calls.cancelled == 0 and calls.delivered == []
+
+
+def test_a_requeued_call_starts_on_a_later_picker_that_finds_an_endpoint() -> None:
+    calls, strategy = Calls(), Toggle()
+    balancer = balancer_in(C.CONNECTING, strategy)
+    router = sync_router(balancer, calls)
+    router.defer(None, True, None, calls.start, calls.fail)
+    set_all(balancer, C.READY)  # READY, but nothing for this call: queued again
+    assert router.waiting == 1 and calls.delivered == []
+    strategy.finds = True
+    balancer.refresh()
+    calls.run_delivered()
+    assert [pick.endpoint for pick, _ in calls.started] == [balancer.endpoints[0]]
+
+
+def test_a_requeued_call_past_its_deadline_ends_on_the_next_picker() -> None:
+    calls, clock = Calls(), Clock(now=100.0)
+    balancer = balancer_in(C.CONNECTING, Toggle())
+    router = sync_router(balancer, calls, clock)
+    router.defer(None, True, 2.0, calls.start, calls.fail)
+    clock.now = 103.0
+    set_all(balancer, C.READY)
+    calls.run_delivered()
+    assert [status(e)[0] for e in calls.failed] == [S.DEADLINE_EXCEEDED]
+
+
+def test_async_router_passes_metadata_on_every_path() -> None:
+    echo = Echo()
+    balancer = balancer_in(C.READY, echo)
+    router = AsyncRouter(balancer)
+
+    async def main() -> None:
+        router.pick_now(KEY)
+        await router.pick(KEY, False, None)
+        set_all(balancer, C.TRANSIENT_FAILURE)
+        asyncio.get_running_loop().call_later(0.02, set_all, balancer, C.READY)
+        await router.pick(KEY, True, 5.0)
+
+    asyncio.run(main())
+    assert echo.seen == [KEY] * 3
+
+
+def test_async_fast_path_reads_no_clock() -> None:
+    clock = Clock()
+    router = AsyncRouter(balancer_in(C.READY), clock=clock)
+    _pick, left = asyncio.run(router.pick(None, False, 5.0))
+    assert (left, clock.reads) == (5.0, 0)
