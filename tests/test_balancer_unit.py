@@ -181,11 +181,17 @@ def test_the_ready_picker_picks_among_available_endpoints_knowing_all_members() 
 # -- start-up grace ---------------------------------------------------------------------
 
 
-def test_the_first_ready_picker_waits_for_every_first_answer() -> None:
+def starting(count: int, grace: float = STARTUP_GRACE) -> tuple[Balancer, Timers]:
+    """A balancer with a timer and ``count`` addresses, none of which has answered yet."""
     timers = Timers()
-    balancer = Balancer(RoundRobinStrategy(), startup_grace=0.5)
+    balancer = Balancer(RoundRobinStrategy(), startup_grace=grace)
     balancer.start(timers)
-    balancer.set_addresses(ADDRESSES)
+    balancer.set_addresses(ADDRESSES[:count])
+    return balancer, timers
+
+
+def test_the_first_ready_picker_waits_for_every_first_answer() -> None:
+    balancer, timers = starting(3, grace=0.5)
     first, second, third = balancer.endpoints
     balancer.set_state(first, C.READY)
     assert (balancer.picker.state, balancer.picker.members) == (
@@ -205,10 +211,7 @@ def test_the_first_ready_picker_waits_for_every_first_answer() -> None:
 
 
 def test_the_grace_ends_with_the_endpoints_ready_by_then() -> None:
-    timers = Timers()
-    balancer = Balancer(RoundRobinStrategy())
-    balancer.start(timers)
-    balancer.set_addresses(ADDRESSES[:2])
+    balancer, timers = starting(2)
     first, second = balancer.endpoints
     balancer.set_state(first, C.READY)
     ((delay, end_grace),) = timers.scheduled
@@ -220,10 +223,7 @@ def test_the_grace_ends_with_the_endpoints_ready_by_then() -> None:
 
 
 def test_an_endpoint_removed_during_start_up_is_not_waited_for() -> None:
-    timers = Timers()
-    balancer = Balancer(RoundRobinStrategy())
-    balancer.start(timers)
-    balancer.set_addresses(ADDRESSES[:2])
+    balancer, _timers = starting(2)
     balancer.set_state(balancer.endpoints[0], C.READY)
     assert balancer.picker.state is C.CONNECTING
     balancer.set_addresses(ADDRESSES[:1])
