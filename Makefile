@@ -8,7 +8,7 @@ FLOOR_PY := $(FLOOR_VENV)/bin/python
 FLOOR_CONSTRAINTS := constraints/floor.txt
 PROTOS := $(wildcard protos/resilientrpc/proto/*.proto)
 
-.PHONY: setup setup-floor test test-floor lint typecheck pytest demo bench protos clean
+.PHONY: setup setup-floor test test-floor lint typecheck pytest demo bench protos mutate clean
 
 # The newest releases that pyproject.toml allows.
 $(VENV)/.installed: pyproject.toml
@@ -57,5 +57,19 @@ bench: setup
 protos: setup-floor
 	$(FLOOR_PY) -m grpc_tools.protoc -Iprotos --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
 
+# Mutation testing of the modules that decide where calls go, against the fast pure-function
+# tests ([tool.mutmut] in pyproject.toml; not part of `make test` or CI; docs/mutation.md).
+# One module: `make mutate MODULE=resilientrpc/strategies` (or MODULE=resilientrpc/picker.py).
+# Results are cached in mutants/: a second run checks only mutants of changed code.
+MODULE ?=
+mutate: setup
+	$(VENV)/bin/mutmut run $(if $(MODULE),'$(subst /,.,$(MODULE:.py=))*')
+	@echo "module status count:"
+	@$(VENV)/bin/mutmut results --all true | awk -F': ' '/: / && $$2 != "not checked" \
+		{ n = $$1; sub(/^ +/, "", n); sub(/\.[^.]*$$/, "", n); c[n " " $$2]++ } \
+		END { for (k in c) print "  " k, c[k] }' | sort
+	@echo "not killed (see one: $(VENV)/bin/mutmut show NAME):"
+	@$(VENV)/bin/mutmut results | grep -v ': not checked$$' || true
+
 clean:
-	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) $(FLOOR_VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info mutants

@@ -192,7 +192,7 @@ class Balancer:
             self._unanswered = None  # READY once: start-up is over
             picker = Picker(Connectivity.READY, ready, members, self._chooser(ready, members))
         else:
-            state = aggregate_state(members) if members else Connectivity.TRANSIENT_FAILURE
+            state = aggregate_state(members)  # TRANSIENT_FAILURE when there are none
             picker = empty_picker(state, members, self._resolution_error)
         self._publish(picker)
 

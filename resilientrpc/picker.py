@@ -83,6 +83,10 @@ def _choose_nothing(metadata: Metadata | None) -> Endpoint | None:
     return None
 
 
+#: States in which the channel (or an endpoint) has not yet had its first answer.
+_STARTING = (Connectivity.IDLE, Connectivity.CONNECTING)
+
+
 def empty_picker(
     state: grpc.ChannelConnectivity, members: tuple[Endpoint, ...] = (), error: str | None = None
 ) -> Picker:
@@ -97,17 +101,11 @@ def aggregate_state(members: Sequence[Endpoint]) -> grpc.ChannelConnectivity:
     first time (IDLE counts as CONNECTING: we always ask it to connect), else
     TRANSIENT_FAILURE.
     """
-    connecting = False
-    for endpoint in members:
-        if endpoint.available:
-            return Connectivity.READY
-        if endpoint.state in (Connectivity.IDLE, Connectivity.CONNECTING):
-            connecting = True
-    return Connectivity.CONNECTING if connecting else Connectivity.TRANSIENT_FAILURE
-
-
-#: States in which the channel has not yet had its first answer: calls queue.
-_STARTING = (Connectivity.IDLE, Connectivity.CONNECTING)
+    if any(endpoint.available for endpoint in members):
+        return Connectivity.READY
+    if any(endpoint.state in _STARTING for endpoint in members):
+        return Connectivity.CONNECTING
+    return Connectivity.TRANSIENT_FAILURE
 
 
 class Decision(enum.Enum):

@@ -25,13 +25,13 @@ class AsyncRouter:
     def __init__(self, balancer: Balancer, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._balancer = balancer
         self._clock = clock
-        self._next: asyncio.Future[Picker] | None = None
+        self._next: asyncio.Future[None] | None = None
         balancer.add_listener(self._on_picker)
 
     def _on_picker(self, picker: Picker) -> None:
         waiter, self._next = self._next, None
         if waiter is not None and not waiter.done():
-            waiter.set_result(picker)
+            waiter.set_result(None)
 
     async def changed(self, timeout: float | None = None) -> bool:
         """Wait for the next published picker; False if ``timeout`` passes first.

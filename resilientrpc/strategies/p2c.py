@@ -41,7 +41,8 @@ class _PowerOfChoices(Strategy):
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         count = len(ready)
         load = self.load
-        clock = self.clock if self.timed else _no_clock
+        # float() is 0.0: a load that does not depend on time costs no clock reading.
+        clock: Callable[[], float] = self.clock if self.timed else float
         if count == 1:
             only = ready[0]
 
@@ -67,10 +68,6 @@ class _PowerOfChoices(Strategy):
             return min(sample, key=lambda endpoint: load(endpoint, now))
 
         return choose_many
-
-
-def _no_clock() -> float:
-    return 0.0
 
 
 class LeastRequestStrategy(_PowerOfChoices):

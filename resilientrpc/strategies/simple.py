@@ -33,11 +33,7 @@ class PickFirstStrategy(Strategy):
         super().__init__(rng=rng, clock=clock)
         self.shuffle = shuffle
         self._rank: dict[str, float] = {}
-        self._ranked = 0
-
-    def _next_rank(self) -> float:
-        self._ranked += 1
-        return self._ranked
+        self._order = itertools.count()  # ranks in target order, newcomers last
 
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         previous = self._rank
@@ -47,7 +43,7 @@ class PickFirstStrategy(Strategy):
             if address in previous:
                 rank[address] = previous[address]
             else:
-                rank[address] = self.rng.random() if self.shuffle else self._next_rank()
+                rank[address] = self.rng.random() if self.shuffle else next(self._order)
         self._rank = rank
         first = min(ready, key=lambda e: rank[e.address])
 

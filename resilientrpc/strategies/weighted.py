@@ -86,7 +86,8 @@ class StrideScheduler:
         mean = sum(weights) / len(weights)
         clamped = [min(max(w, mean / MAX_RATIO), mean * MAX_RATIO) for w in weights]
         top = max(clamped)
-        self._scaled = [max(1, round(w / top * SCALE)) for w in clamped]
+        # Each is at least SCALE / MAX_RATIO**2 (655) after clamping, never 0.
+        self._scaled = [round(w / top * SCALE) for w in clamped]
         self._count = len(weights)
         # Spread the endpoints' phases so equal weights interleave instead of bunching.
         self._offsets = [(i * SCALE) // self._count for i in range(self._count)]
@@ -147,9 +148,9 @@ class WeightedRoundRobinStrategy(Strategy):
         if load is None:
             return 0.0
         if now - endpoint.load_stamp >= self.weight_expiration_period:
-            endpoint.load_since = float("inf")
+            endpoint.load_since = math.inf
             return 0.0
-        if self.blackout_period > 0 and now - endpoint.load_since < self.blackout_period:
+        if now - endpoint.load_since < self.blackout_period:  # no blackout when it is <= 0
             return 0.0
         return orca_weight(
             load.rps_fractional, load.eps, load.utilization, self.error_utilization_penalty
