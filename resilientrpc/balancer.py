@@ -82,7 +82,8 @@ class Balancer:
         #: None once the channel has been READY (start-up is over for good).
         self._unanswered: set[Endpoint] | None = set()
         self._timer: Timer | None = None
-        self._grace: Any = None  # the grace's timer handle, once started
+        self._grace_started = False
+        self._grace: Any = None  # the grace's timer handle, if the timer gives one
         #: The last strategy failure logged (to log each distinct one once).
         self._strategy_error: str | None = None
 
@@ -200,13 +201,15 @@ class Balancer:
         """Whether the first READY picker still waits for endpoints' first answers."""
         if not self._unanswered or self._timer is None:
             return False
-        if self._grace is None:
+        if not self._grace_started:
+            self._grace_started = True
             self._grace = self._timer(self._startup_grace, self._end_grace)
         return True
 
     def _end_grace(self) -> None:
+        """The grace is over: start-up ends for good, READY or not (one grace per channel)."""
         if self._unanswered is not None:
-            self._unanswered = set()
+            self._unanswered = None
             self.rebuild()
 
     def _chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:

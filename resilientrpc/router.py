@@ -153,14 +153,19 @@ class SyncRouter:
         """
         deadline = None if timeout is None else self._clock() + timeout
         waiter = _Waiter(metadata, wait_for_ready, deadline, start, fail)
+        self._queue(waiter)
+        self._try(waiter, self._balancer.picker, _now)
+        return lambda: self._claim(waiter)
+
+    def _queue(self, waiter: _Waiter) -> None:
+        """Put ``waiter`` in the queue, its deadline timer running."""
         with self._changed:
             self._waiters.add(waiter)
+        deadline = waiter.deadline
         if deadline is not None:
             waiter.cancel_timer = self._call_later(
                 max(deadline - self._clock(), 0.0), lambda: self._expire(waiter)
             )
-        self._try(waiter, self._balancer.picker, _now)
-        return lambda: self._claim(waiter)
 
     def _claim(self, waiter: _Waiter) -> bool:
         """Take ``waiter`` off the queue; True for the one caller that got it."""
@@ -182,8 +187,7 @@ class SyncRouter:
             picker, waiter.metadata, waiter.wait_for_ready, waiter.deadline, self._clock()
         )
         if isinstance(step, Wait):  # READY, yet nothing for this call: back in the queue
-            with self._changed:
-                self._waiters.add(waiter)
+            self._queue(waiter)  # (claiming cancelled its timer: a new one)
             return
         if isinstance(step, PickResult):
             deadline = waiter.deadline

@@ -344,3 +344,18 @@ def test_refresh_asks_the_strategy_then_publishes() -> None:
     balancer.refresh()
     assert endpoint.weight == 0.0  # no load report yet
     assert balancer.picker is not picker
+
+
+def test_after_the_grace_no_newcomer_holds_the_first_ready_picker() -> None:
+    """The grace ends while no endpoint is READY; a newcomer then must not hold start-up."""
+    balancer, timers = starting(2)
+    first, second = balancer.endpoints
+    balancer.set_state(first, C.READY)
+    balancer.set_state(first, C.TRANSIENT_FAILURE)  # the only ready one drops again
+    ((_delay, end_grace),) = timers.scheduled
+    end_grace()
+    assert balancer.picker.state is C.CONNECTING  # second still on its first attempt
+    balancer.set_addresses([first.address, second.address, "127.0.0.1:10003"])
+    balancer.set_state(first, C.READY)
+    assert (balancer.picker.state, balancer.picker.endpoints) == (C.READY, (first,))
+    assert len(timers.scheduled) == 1  # one grace per channel

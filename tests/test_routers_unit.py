@@ -457,3 +457,18 @@ def test_async_fast_path_reads_no_clock() -> None:
     router = AsyncRouter(balancer_in(C.READY), clock=clock)
     _pick, left = asyncio.run(router.pick(None, False, 5.0))
     assert (left, clock.reads) == (5.0, 0)
+
+
+def test_a_requeued_call_still_ends_at_its_deadline_without_another_picker() -> None:
+    calls, clock = Calls(), Clock(now=100.0)
+    balancer = balancer_in(C.CONNECTING, Toggle())
+    router = sync_router(balancer, calls, clock)
+    router.defer(None, True, 2.0, calls.start, calls.fail)
+    set_all(balancer, C.READY)  # READY, but nothing for this call: queued again
+    assert router.waiting == 1
+    live = calls.timers[-1]  # claiming cancelled the first timer; the requeue made this one
+    assert len(calls.timers) >= 2 and live[0] == pytest.approx(2.0)
+    clock.now = 102.0
+    live[1]()  # the deadline timer fires; no picker comes
+    calls.run_delivered()
+    assert [status(e)[0] for e in calls.failed] == [S.DEADLINE_EXCEEDED]
