@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from resilientrpc.options import (
     ChannelOptions,
 )
 from resilientrpc.supervisor import Supervisor
+from tests.waiting import eventually
 
 
 def test_documented_defaults() -> None:
@@ -82,7 +82,7 @@ def test_a_failed_sync_start_leaves_nothing_running(
     monkeypatch.setattr(Supervisor, "start", _start_then_fail(Supervisor.start))
     with pytest.raises(RuntimeError, match="half-way"):
         ResilientChannel([server.address])
-    assert _settles(lambda: set(threading.enumerate()) <= before), set(threading.enumerate())
+    assert eventually(lambda: set(threading.enumerate()) <= before), set(threading.enumerate())
 
 
 def test_a_failed_aio_start_leaves_nothing_running(
@@ -102,12 +102,3 @@ def test_a_failed_aio_start_leaves_nothing_running(
         return asyncio.all_tasks() - {asyncio.current_task()}
 
     assert asyncio.run(main()) == set()
-
-
-def _settles(condition: Any, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True

@@ -19,6 +19,7 @@ import pytest
 
 from resilientrpc import ResilientChannel
 from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
+from tests.waiting import eventually
 
 Start = Callable[..., Backends]
 Connectivity = grpc.ChannelConnectivity
@@ -37,15 +38,6 @@ def _finishes(function: Callable[[], object], timeout: float = 10.0) -> bool:
     thread.start()
     thread.join(timeout)
     return not thread.is_alive()
-
-
-def _wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def test_close_after_a_ready_future_timed_out_returns(backends: Start) -> None:
@@ -127,7 +119,7 @@ def test_close_on_the_background_loop_does_not_raise_or_hang(backends: Start) ->
             errors.append(error)
 
     channel._loop.call(close_on_loop)
-    assert _wait_for(lambda: not channel._loop.thread.is_alive()), "the loop never stopped"
+    assert eventually(lambda: not channel._loop.thread.is_alive()), "the loop never stopped"
     assert errors == []
     assert channel.get_state() is Connectivity.SHUTDOWN
     assert _finishes(channel.close)
@@ -205,4 +197,4 @@ def test_a_done_callback_on_a_grpc_thread_closes_the_channel(backends: Start, sh
         assert len(list(call)) == 3
     assert closed.wait(10), "close() from the done callback never returned"
     assert ran_on == [f"{channel._loop.thread.name}-callbacks_0"]
-    assert _wait_for(lambda: not channel._loop.thread.is_alive())
+    assert eventually(lambda: not channel._loop.thread.is_alive())

@@ -13,7 +13,6 @@ import asyncio
 import collections
 import logging
 import math
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +36,7 @@ from resilientrpc.supervisor import Supervisor
 from resilientrpc.targets import parse_targets
 from resilientrpc.testing import Backend, Backends
 from tests.twins import ChannelHandle, Twin
+from tests.waiting import eventually
 
 Open = Callable[..., ChannelHandle]
 Start = Callable[..., Backends]
@@ -45,10 +45,7 @@ EXTREME = LoadReport(rps_fractional=1e300, cpu_utilization=1e-300)
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    assert eventually(condition, timeout), "timed out"
 
 
 def _available(handle: ChannelHandle) -> set[str]:
