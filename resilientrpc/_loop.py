@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import queue
 import threading
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from resilientrpc._calls import guarded
 
-__all__ = ["CallbackThread", "LoopThread"]
+__all__ = ["CALLBACK_STOP_TIMEOUT", "CallbackThread", "LoopThread"]
 
 T = TypeVar("T")
+_log = logging.getLogger(__name__)
+
+#: How long stopping the callback thread waits for a running user callback (seconds).
+CALLBACK_STOP_TIMEOUT = 5.0
 
 
 class LoopThread:
@@ -108,21 +113,25 @@ def _cancel_timers(timers: list[asyncio.TimerHandle]) -> None:
 
 
 class CallbackThread:
-    """One thread, started on first use, that runs callbacks in order off the loop.
+    """One thread, started on first use, that runs user callbacks in order.
 
-    Whatever may run a user's code - a deferred call's done callbacks, connectivity
-    callbacks - is handed here, so the background loop never waits on user code (a
-    callback that blocks, or closes the channel, must not stall picker updates).
+    Whatever runs a user's code - a call's done callbacks, connectivity callbacks - is
+    handed here, so neither the background loop nor grpc's own threads ever wait on user
+    code: a callback that blocks, waits for another call of the channel, or closes the
+    channel stalls nothing but later callbacks.
     """
 
-    def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._local = threading.local()
+    def __init__(self, name: str, *, stop_timeout: float = CALLBACK_STOP_TIMEOUT) -> None:
+        self._name = name
+        self._stop_timeout = stop_timeout
+        self._queue: queue.SimpleQueue[Callable[[], object] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
 
     def submit(self, function: Callable[[], object]) -> None:
         """Run ``function`` soon; dropped once the thread is stopped (the channel closed)."""
-        with contextlib.suppress(RuntimeError):
-            self._executor.submit(self._run, function)
+        self._put(function)
 
     def run_soon(self, function: Callable[[], object]) -> None:
         """Run ``function`` on this thread soon; at once, here, once the thread is stopped.
@@ -131,19 +140,51 @@ class CallbackThread:
         runs on a thread of grpc's or on the loop, where one that blocks or closes the
         channel would wait on itself, and none is lost to a closed channel.
         """
-        try:
-            self._executor.submit(self._run, function)
-        except RuntimeError:  # shut down (the channel closed): run it here instead
+        if not self._put(function):
             guarded(function)
+
+    def _put(self, function: Callable[[], object]) -> bool:
+        with self._lock:
+            if self._stopped:
+                return False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._queue.put(function)
+        return True
 
     def is_current(self) -> bool:
         """Whether the calling thread is this callback thread."""
-        return bool(getattr(self._local, "inside", False))
+        return self._thread is not None and threading.current_thread() is self._thread
 
-    def _run(self, function: Callable[[], object]) -> None:
-        self._local.inside = True
-        guarded(function)
+    def _run(self) -> None:
+        while True:
+            function = self._queue.get()
+            if function is None:
+                return
+            guarded(function)
 
     def stop(self, *, wait: bool = True) -> None:
-        """Run what is queued, then end the thread (joined if ``wait``, unless called from it)."""
-        self._executor.shutdown(wait=wait and not self.is_current())
+        """Run what is queued, then end the thread; idempotent.
+
+        With ``wait`` (and not from the thread itself) the thread is joined for at most
+        ``stop_timeout`` seconds: a user's callback that never returns is logged and left
+        behind (the thread is a daemon), never a ``close()`` that never returns.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            thread = self._thread
+            if thread is not None:
+                self._queue.put(None)
+        if thread is None or not wait or self.is_current():
+            return
+        thread.join(self._stop_timeout)
+        if thread.is_alive():
+            _log.warning(
+                "%s: a user callback is still running after %.0f s; "
+                "leaving it behind (it runs on a daemon thread)",
+                self._name,
+                self._stop_timeout,
+            )

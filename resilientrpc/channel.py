@@ -384,12 +384,11 @@ class ResilientChannel(grpc.Channel):
         self._balancer = core.balancer
         self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
         self._callbacks = CallbackThread(f"{self._loop.thread.name}-callbacks")
-        self._router = SyncRouter(
-            self._balancer,
-            clock=clock,
-            call_later=self._loop.call_later,
-            deliver=self._callbacks.submit,
-        )
+        # Deferred calls are started and failed right on the loop, where pickers are
+        # published and deadline timers fire: neither runs user code (a call's done
+        # callbacks go to the callback thread), and a user callback waiting for such a
+        # call must not be what stands between it and its start.
+        self._router = SyncRouter(self._balancer, clock=clock, call_later=self._loop.call_later)
         balancing = BalancingInterceptor(
             self._router, with_load=core.uses_load_reports, clock=clock
         )

@@ -7,9 +7,11 @@ this module is the synchronous driver's waiting around it.
   balancer's listener notifies.
 * A call that must not block - a future, a stream - is queued (:meth:`SyncRouter.defer`)
   and settled when a picker decides it, or when its deadline timer fires. Pickers are
-  published and timers fire on the channel's background loop; the settling itself (which
-  starts the attempt, or fails the call and so runs the caller's done callbacks) is
-  handed to ``deliver``, so no user code ever runs on that loop.
+  published and timers fire on the channel's background loop; the settling itself
+  (starting the attempt, or failing the call) goes through ``deliver``, which the
+  channel leaves at "now": settling runs no user code (the call's done callbacks are
+  handed to the channel's callback thread), so it happens right there on the loop, and
+  a user callback that waits for a deferred call never stands in the way of its start.
 
 Lock order: the router's condition is taken alone, never while picking, starting or
 failing a call.

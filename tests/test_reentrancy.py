@@ -18,7 +18,8 @@ import grpc
 import pytest
 
 from resilientrpc import ResilientChannel
-from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
+from resilientrpc._loop import CALLBACK_STOP_TIMEOUT
+from resilientrpc.testing import Backends, DelayProxy, echo_pb2, echo_pb2_grpc
 from tests.waiting import eventually
 
 Start = Callable[..., Backends]
@@ -196,5 +197,58 @@ def test_a_done_callback_on_a_grpc_thread_closes_the_channel(backends: Start, sh
         call.add_done_callback(close)
         assert len(list(call)) == 3
     assert closed.wait(10), "close() from the done callback never returned"
-    assert ran_on == [f"{channel._loop.thread.name}-callbacks_0"]
+    assert ran_on == [f"{channel._loop.thread.name}-callbacks"]
     assert eventually(lambda: not channel._loop.thread.is_alive())
+
+
+def test_a_done_callback_waiting_on_a_call_that_is_still_waiting_for_an_endpoint(
+    backend: Callable[..., Any],
+) -> None:
+    """A done callback retries a call that timed out while connecting and waits for it:
+    the retry starts once the backend is READY (settling never waits for user callbacks)."""
+    server = backend("b1")
+    request = echo_pb2.EchoRequest(message="x")
+    with DelayProxy(server.address, connect_delay=1.0) as proxy:
+        channel = ResilientChannel([proxy.address])
+        stub = echo_pb2_grpc.EchoStub(channel)
+        outcome: dict[str, Any] = {}
+        finished = threading.Event()
+
+        def retry(_future: Any) -> None:
+            started = time.monotonic()
+            try:
+                retried = stub.Echo.future(request, timeout=5, wait_for_ready=True)
+                outcome["backend"] = retried.result(timeout=8).backend
+            except BaseException as error:
+                outcome["error"] = repr(error)
+            outcome["took"] = time.monotonic() - started
+            finished.set()
+
+        stub.Echo.future(request, timeout=0.3).add_done_callback(retry)
+        assert finished.wait(12)
+        assert outcome.get("backend") == "b1", outcome
+        assert outcome["took"] < 2.0, outcome  # READY after ~0.7 s more, not the deadline
+        assert _finishes(channel.close)
+
+
+def test_close_returns_even_if_a_user_callback_never_does(
+    backends: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = backends(1)
+    channel = ResilientChannel(group.addresses)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(state: grpc.ChannelConnectivity) -> None:
+        entered.set()
+        release.wait(30)
+
+    channel.subscribe(stuck)
+    assert entered.wait(5)
+    started = time.monotonic()
+    try:
+        assert _finishes(channel.close, timeout=CALLBACK_STOP_TIMEOUT + 5)
+        assert time.monotonic() - started < CALLBACK_STOP_TIMEOUT + 2
+        assert any("still running" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()  # let the left-behind callback end before the leak check
