@@ -35,14 +35,17 @@ class DelayProxy:
         self.latency = latency
         #: Connections accepted so far.
         self.accepted = 0
-        self._loop = asyncio.new_event_loop()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread: threading.Thread | None = None
         self.address = ""
 
     def start(self) -> DelayProxy:
-        self._thread.name = f"delay-proxy-{self._target[1]}"
+        self._loop = asyncio.new_event_loop()  # made here: a proxy never started holds none
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name=f"delay-proxy-{self._target[1]}", daemon=True
+        )
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(self._listen(), self._loop)
         port = future.result(timeout=10)
@@ -64,8 +67,23 @@ class DelayProxy:
         # finished handler task for its exception, which raises for a cancelled task.
         with contextlib.suppress(OSError, asyncio.CancelledError):
             await asyncio.sleep(self.connect_delay)
-            upstream_reader, upstream = await asyncio.open_connection(*self._target)
-            await asyncio.gather(self._pipe(reader, upstream), self._pipe(upstream_reader, writer))
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self._target)
+            upstream = upstream_writer
+            both = (
+                asyncio.ensure_future(self._pipe(reader, upstream_writer)),
+                asyncio.ensure_future(self._pipe(upstream_reader, writer)),
+            )
+            try:
+                # One side reset (or failed): the other is aborted too, as a real network
+                # path would be, instead of hanging open until stop().
+                done, _pending = await asyncio.wait(both, return_when=asyncio.FIRST_EXCEPTION)
+                if any(not t.cancelled() and t.exception() is not None for t in done):
+                    writer.transport.abort()
+                    upstream_writer.transport.abort()
+                await asyncio.gather(*both, return_exceptions=True)
+            finally:
+                for pipe in both:
+                    pipe.cancel()
         for stream in (writer, upstream):
             if stream is not None:
                 stream.close()
@@ -91,13 +109,11 @@ class DelayProxy:
         sender = asyncio.ensure_future(send())
         try:
             while True:
-                data = await reader.read(_CHUNK)
+                data = await reader.read(_CHUNK)  # raises on a reset: the caller aborts both
                 queue.put_nowait((time.monotonic() + self.latency, data))
                 if not data:
                     break
             await sender
-        except (OSError, asyncio.CancelledError):
-            pass
         finally:
             sender.cancel()
             with contextlib.suppress(BaseException):
@@ -105,7 +121,7 @@ class DelayProxy:
 
     def stop(self) -> None:
         """Close the listener and every connection through it, and end the thread."""
-        if not self._thread.is_alive():
+        if self._loop is None or self._thread is None or not self._thread.is_alive():
             return
 
         async def shut() -> None:
@@ -115,13 +131,19 @@ class DelayProxy:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-        asyncio.run_coroutine_threadsafe(shut(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        loop = self._loop
+        asyncio.run_coroutine_threadsafe(shut(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
         self._thread.join(10)
-        self._loop.close()
+        loop.close()
+
+    @property
+    def open_connections(self) -> int:
+        """Connections being held or forwarded now."""
+        return len(self._tasks)
 
     def __enter__(self) -> DelayProxy:
-        return self.start() if not self._thread.is_alive() else self
+        return self if self._thread is not None else self.start()
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
