@@ -187,7 +187,7 @@ class Balancer:
             return
         members = self.endpoints
         ready = tuple(e for e in members if e.available)
-        if ready and self._holding():
+        if ready and self._holding(ready, members):
             picker = empty_picker(Connectivity.CONNECTING, members)
         elif ready:
             self._unanswered = None  # READY once: start-up is over
@@ -197,9 +197,17 @@ class Balancer:
             picker = empty_picker(state, members, self._resolution_error)
         self._publish(picker)
 
-    def _holding(self) -> bool:
+    def _holding(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> bool:
         """Whether the first READY picker still waits for endpoints' first answers."""
-        if not self._unanswered or self._timer is None:
+        unanswered = self._unanswered
+        if not unanswered or self._timer is None:
+            return False
+        try:
+            worth_it = self.strategy.worth_waiting_for(ready, members, unanswered)
+        except Exception as error:
+            self._strategy_failed("deciding on the start-up grace", error)
+            worth_it = True
+        if not worth_it:
             return False
         if not self._grace_started:
             self._grace_started = True

@@ -14,6 +14,7 @@ from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import Chooser, Picker
 from resilientrpc.strategies import (
     PeakEwmaStrategy,
+    PickFirstStrategy,
     RoundRobinStrategy,
     WeightedRoundRobinStrategy,
 )
@@ -359,3 +360,32 @@ def test_after_the_grace_no_newcomer_holds_the_first_ready_picker() -> None:
     balancer.set_state(first, C.READY)
     assert (balancer.picker.state, balancer.picker.endpoints) == (C.READY, (first,))
     assert len(timers.scheduled) == 1  # one grace per channel
+
+
+def starting_pick_first(count: int) -> tuple[Balancer, Timers]:
+    timers = Timers()
+    balancer = Balancer(PickFirstStrategy(), startup_grace=STARTUP_GRACE)
+    balancer.start(timers)
+    balancer.set_addresses(ADDRESSES[:count])
+    return balancer, timers
+
+
+def test_pick_first_does_not_wait_once_the_first_in_order_is_ready() -> None:
+    balancer, timers = starting_pick_first(3)
+    first, _second, _third = balancer.endpoints
+    balancer.set_state(first, C.READY)  # the others still connecting: nothing to wait for
+    assert (balancer.picker.state, balancer.picker.endpoints) == (C.READY, (first,))
+    assert timers.scheduled == []
+
+
+def test_pick_first_waits_for_an_earlier_address_still_connecting() -> None:
+    balancer, timers = starting_pick_first(3)
+    first, second, third = balancer.endpoints
+    balancer.set_state(third, C.READY)  # first and second might still win
+    assert balancer.picker.state is C.CONNECTING
+    balancer.set_state(first, C.TRANSIENT_FAILURE)
+    assert balancer.picker.state is C.CONNECTING  # second still before third
+    balancer.set_state(second, C.READY)
+    assert balancer.picker.state is C.READY
+    assert balancer.picker.pick(None).endpoint is second  # type: ignore[union-attr]
+    assert len(timers.scheduled) == 1

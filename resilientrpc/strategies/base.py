@@ -12,7 +12,7 @@ from __future__ import annotations
 import abc
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from resilientrpc.endpoint import DEFAULT_DECAY, Endpoint
 from resilientrpc.picker import Chooser
@@ -48,6 +48,16 @@ class Strategy(abc.ABC):
     def static_weight(self, address: str) -> float | None:
         """The configured weight of ``address``, for strategies that have them."""
         return None
+
+    def worth_waiting_for(
+        self,
+        ready: tuple[Endpoint, ...],
+        members: tuple[Endpoint, ...],
+        unanswered: Collection[Endpoint],
+    ) -> bool:
+        """Whether the first READY picker should wait (the start-up grace) for endpoints
+        still on their first connection attempt: by default, whenever there are some."""
+        return bool(unanswered)
 
     def refresh(self, members: tuple[Endpoint, ...]) -> None:  # noqa: B027 - optional hook
         """Recompute per-endpoint weights before a periodic picker rebuild."""

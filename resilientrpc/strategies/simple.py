@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import Chooser, Metadata
@@ -35,7 +35,8 @@ class PickFirstStrategy(Strategy):
         self._rank: dict[str, float] = {}
         self._order = itertools.count()  # ranks in target order, newcomers last
 
-    def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
+    def _ranks(self, members: tuple[Endpoint, ...]) -> dict[str, float]:
+        """Each member's place in the order; members that stay keep theirs."""
         previous = self._rank
         rank: dict[str, float] = {}  # keeps the order of members that stay, forgets the rest
         for endpoint in members:
@@ -45,6 +46,22 @@ class PickFirstStrategy(Strategy):
             else:
                 rank[address] = self.rng.random() if self.shuffle else next(self._order)
         self._rank = rank
+        return rank
+
+    def worth_waiting_for(
+        self,
+        ready: tuple[Endpoint, ...],
+        members: tuple[Endpoint, ...],
+        unanswered: Collection[Endpoint],
+    ) -> bool:
+        """Only an unanswered endpoint placed before the first ready one could change the
+        choice; when the first in order is ready, start-up has nothing to wait for."""
+        rank = self._ranks(members)
+        first = min(rank[e.address] for e in ready)
+        return any(rank[e.address] < first for e in unanswered if e.address in rank)
+
+    def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
+        rank = self._ranks(members)
         first = min(ready, key=lambda e: rank[e.address])
 
         def choose(metadata: Metadata | None) -> Endpoint:
