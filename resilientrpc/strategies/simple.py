@@ -57,8 +57,8 @@ class PickFirstStrategy(Strategy):
         """Only an unanswered endpoint placed before the first ready one could change the
         choice; when the first in order is ready, start-up has nothing to wait for."""
         rank = self._ranks(members)
-        first = min(rank[e.address] for e in ready)
-        return any(rank[e.address] < first for e in unanswered if e.address in rank)
+        candidates = [*ready, *(e for e in unanswered if e.address in rank)]
+        return min(candidates, key=lambda e: rank[e.address]) not in ready
 
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         rank = self._ranks(members)
