@@ -40,6 +40,8 @@ __all__ = ["STARTUP_GRACE", "Balancer", "Timer"]
 _log = logging.getLogger(__name__)
 
 Listener = Callable[[Picker], None]
+#: The start-up grace's timer has not been started.
+_NOT_STARTED: Any = object()
 #: States that answer an endpoint's first connection attempt.
 _ANSWERS = (Connectivity.READY, Connectivity.TRANSIENT_FAILURE)
 #: Runs a function after a delay in seconds on the balancer's loop.
@@ -82,8 +84,8 @@ class Balancer:
         #: None once the channel has been READY (start-up is over for good).
         self._unanswered: set[Endpoint] | None = set()
         self._timer: Timer | None = None
-        self._grace_started = False
-        self._grace: Any = None  # the grace's timer handle, if the timer gives one
+        #: The grace's timer handle once started (whatever the timer returned).
+        self._grace: Any = _NOT_STARTED
         #: The last strategy failure logged (to log each distinct one once).
         self._strategy_error: str | None = None
 
@@ -209,8 +211,7 @@ class Balancer:
             worth_it = True
         if not worth_it:
             return False
-        if not self._grace_started:
-            self._grace_started = True
+        if self._grace is _NOT_STARTED:
             self._grace = self._timer(self._startup_grace, self._end_grace)
         return True
 

@@ -389,3 +389,49 @@ def test_pick_first_waits_for_an_earlier_address_still_connecting() -> None:
     assert balancer.picker.state is C.READY
     assert balancer.picker.pick(None).endpoint is second  # type: ignore[union-attr]
     assert len(timers.scheduled) == 1
+
+
+class _Handle:
+    cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+def test_shutdown_cancels_a_pending_grace_timer() -> None:
+    handles: list[_Handle] = []
+
+    def timer(delay: float, function: Callable[[], None]) -> _Handle:
+        handles.append(_Handle())
+        return handles[-1]
+
+    balancer = Balancer(RoundRobinStrategy())
+    balancer.start(timer)
+    balancer.set_addresses(ADDRESSES[:2])
+    balancer.set_state(balancer.endpoints[0], C.READY)
+    assert len(handles) == 1 and not handles[0].cancelled
+    balancer.shutdown()
+    assert handles[0].cancelled
+
+
+class _UnsureStrategy(RoundRobinStrategy):
+    def worth_waiting_for(self, *_args: object) -> bool:
+        raise ValueError("cannot tell")
+
+
+def test_a_strategy_failing_to_decide_on_the_grace_gets_the_grace(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    timers = Timers()
+    balancer = Balancer(_UnsureStrategy())
+    balancer.start(timers)
+    balancer.set_addresses(ADDRESSES[:2])
+    with caplog.at_level(logging.ERROR, logger="resilientrpc.balancer"):
+        balancer.set_state(balancer.endpoints[0], C.READY)
+    assert balancer.picker.state is C.CONNECTING  # waits, as by default
+    assert len(timers.scheduled) == 1
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        "strategy round_robin failed deciding on the start-up grace;"
+    )
+    assert record.exc_info is not None and isinstance(record.exc_info[1], ValueError)
