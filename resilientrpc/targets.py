@@ -13,6 +13,7 @@ Accepted forms (each address ``host:port``; IPv6 literals in brackets):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from collections.abc import Sequence
@@ -73,8 +74,22 @@ def parse_address(text: object, path: str) -> tuple[str, int]:
 
 
 def join_address(host: str, port: int) -> str:
-    """The one spelling of an address: ``host:port``, IPv6 literals in brackets."""
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    """The one spelling of an address: ``host:port``, IPv6 literals in brackets and in
+    their compressed form (``[0::1]:80`` and ``[::1]:80`` are one address; so is what a
+    resolver returns for them).
+
+    >>> join_address("0:0::1", 80)
+    '[::1]:80'
+    """
+    if ":" not in host:
+        return f"{host}:{port}"
+    scope = ""
+    if "%" in host:  # a zone (scope) id: kept as written
+        host, scope = host.split("%", 1)
+        scope = f"%{scope}"
+    with contextlib.suppress(ValueError):
+        host = ipaddress.IPv6Address(host).compressed
+    return f"[{host}{scope}]:{port}"
 
 
 def _address_list(items: Sequence[object], path: str) -> tuple[str, ...]:

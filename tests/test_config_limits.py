@@ -232,3 +232,11 @@ def test_ipv6_weight_keys_match_bracketed_targets(twin: Twin) -> None:
 def test_dns_targets_take_weights_for_the_addresses_they_resolve_to(twin: Twin) -> None:
     handle = twin.open("dns:///localhost:5", config=weights({"127.0.0.1:5": 2}))
     handle.close()
+
+
+def test_one_ipv6_address_spelled_twice_in_weights_is_refused() -> None:
+    weights = {"[::1]:80": 1, "[0::1]:80": 2}
+    with pytest.raises(ConfigError, match=r"expected each address once, found .\[::1\]:80. again"):
+        parse_service_config(
+            {"loadBalancingConfig": [{"weighted_round_robin": {"weights": weights}}]}
+        )

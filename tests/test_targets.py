@@ -130,3 +130,9 @@ def test_bad_targets_name_the_place(targets: object, path: str, fragment: str) -
         parse_targets(targets)
     assert caught.value.path == path
     assert fragment in caught.value.message
+
+
+def test_ipv6_literals_have_one_spelling() -> None:
+    assert parse_targets(["[0:0::1]:80"]).addresses == ("[::1]:80",)
+    with pytest.raises(ConfigError, match=r"duplicate address '\[::1\]:80'"):
+        parse_targets(["[::1]:80", "[0::1]:80"])
