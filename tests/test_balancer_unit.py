@@ -16,6 +16,7 @@ from resilientrpc.strategies import (
     PeakEwmaStrategy,
     PickFirstStrategy,
     RoundRobinStrategy,
+    Strategy,
     WeightedRoundRobinStrategy,
 )
 from tests.fakes import Clock
@@ -182,10 +183,12 @@ def test_the_ready_picker_picks_among_available_endpoints_knowing_all_members() 
 # -- start-up grace ---------------------------------------------------------------------
 
 
-def starting(count: int, grace: float = STARTUP_GRACE) -> tuple[Balancer, Timers]:
+def starting(
+    count: int, grace: float = STARTUP_GRACE, strategy: Strategy | None = None
+) -> tuple[Balancer, Timers]:
     """A balancer with a timer and ``count`` addresses, none of which has answered yet."""
     timers = Timers()
-    balancer = Balancer(RoundRobinStrategy(), startup_grace=grace)
+    balancer = Balancer(strategy or RoundRobinStrategy(), startup_grace=grace)
     balancer.start(timers)
     balancer.set_addresses(ADDRESSES[:count])
     return balancer, timers
@@ -362,16 +365,8 @@ def test_after_the_grace_no_newcomer_holds_the_first_ready_picker() -> None:
     assert len(timers.scheduled) == 1  # one grace per channel
 
 
-def starting_pick_first(count: int) -> tuple[Balancer, Timers]:
-    timers = Timers()
-    balancer = Balancer(PickFirstStrategy(), startup_grace=STARTUP_GRACE)
-    balancer.start(timers)
-    balancer.set_addresses(ADDRESSES[:count])
-    return balancer, timers
-
-
 def test_pick_first_does_not_wait_once_the_first_in_order_is_ready() -> None:
-    balancer, timers = starting_pick_first(3)
+    balancer, timers = starting(3, strategy=PickFirstStrategy())
     first, _second, _third = balancer.endpoints
     balancer.set_state(first, C.READY)  # the others still connecting: nothing to wait for
     assert (balancer.picker.state, balancer.picker.endpoints) == (C.READY, (first,))
@@ -379,7 +374,7 @@ def test_pick_first_does_not_wait_once_the_first_in_order_is_ready() -> None:
 
 
 def test_pick_first_waits_for_an_earlier_address_still_connecting() -> None:
-    balancer, timers = starting_pick_first(3)
+    balancer, timers = starting(3, strategy=PickFirstStrategy())
     first, second, third = balancer.endpoints
     balancer.set_state(third, C.READY)  # first and second might still win
     assert balancer.picker.state is C.CONNECTING
