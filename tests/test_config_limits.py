@@ -240,3 +240,22 @@ def test_one_ipv6_address_spelled_twice_in_weights_is_refused() -> None:
         parse_service_config(
             {"loadBalancingConfig": [{"weighted_round_robin": {"weights": weights}}]}
         )
+
+
+def test_an_unknown_status_code_without_a_near_miss_ends_cleanly() -> None:
+    config = {"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}}
+    config["methodConfig"] = [  # type: ignore[assignment]
+        {
+            "name": [{}],
+            "retryPolicy": {
+                "maxAttempts": 2,
+                "initialBackoff": "1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["zzzz"],
+            },
+        }
+    ]
+    with pytest.raises(ConfigError) as caught:
+        parse_service_config(config)
+    assert str(caught.value).endswith('found the string "zzzz"')

@@ -433,7 +433,8 @@ def parse_status_code(value: object, path: str) -> grpc.StatusCode:
         code = _CODES_BY_NAME.get(value.upper())
         if code is None:
             hint = did_you_mean(value.upper(), list(_CODES_BY_NAME))
-            raise ConfigError(path, f"expected {_STATUS_EXPECTED}, found {describe(value)};{hint}")
+            hint = f";{hint}" if hint else ""
+            raise ConfigError(path, f"expected {_STATUS_EXPECTED}, found {describe(value)}{hint}")
         return code
     number = _as_integer(value, allow_string=False)
     found = _CODES_BY_NUMBER.get(number) if number is not None else None
