@@ -200,6 +200,9 @@ class _Delegating(grpc.Call, grpc.Future):
         return self._call.traceback(timeout)
 
     def add_done_callback(self, fn: DoneCallback) -> None:
+        if self._call.done():  # grpc's contract: a finished call's callback runs at once
+            guarded(fn, self)
+            return
         self._call.add_done_callback(functools.partial(_forward_done, fn, self, self._deliver))
 
 

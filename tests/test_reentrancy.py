@@ -252,3 +252,19 @@ def test_close_returns_even_if_a_user_callback_never_does(
         assert any("still running" in r.getMessage() for r in caplog.records)
     finally:
         release.set()  # let the left-behind callback end before the leak check
+
+
+def test_a_finished_calls_done_callback_runs_at_once_in_the_callers_thread(
+    backends: Start,
+) -> None:
+    """grpc.Future's contract: on a call already done, add_done_callback calls at once."""
+    group = backends(1)
+    with ResilientChannel(group.addresses) as channel:
+        grpc.channel_ready_future(channel).result(timeout=5)
+        future = echo_pb2_grpc.EchoStub(channel).Echo.future(
+            echo_pb2.EchoRequest(message="x"), timeout=5
+        )
+        future.result()
+        ran_on: list[threading.Thread] = []
+        future.add_done_callback(lambda _f: ran_on.append(threading.current_thread()))
+        assert ran_on == [threading.current_thread()]
