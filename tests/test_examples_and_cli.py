@@ -75,7 +75,8 @@ def test_readme_python_blocks_are_programs_that_run(tmp_path: Path) -> None:
             result = run(str(path))
             assert result.returncode == 0, f"README python block {index}:\n{result.stderr}"
             served = set(re.findall(r"from (b5\d{4})$", result.stdout, flags=re.M))
-            assert served, f"README python block {index} printed no reply:\n{result.stdout}"
+            if README_PORT.search(block):  # a block that calls the backends hears from them
+                assert served, f"README python block {index} printed no reply:\n{result.stdout}"
             assert served <= set(names), served
 
 
@@ -223,6 +224,7 @@ PUBLIC_MODULES = (
     "resilientrpc.config",
     "resilientrpc.errors",
     "resilientrpc.endpoint",
+    "resilientrpc.health",
     "resilientrpc.load_report",
     "resilientrpc.picker",
     "resilientrpc.balancer",

@@ -15,9 +15,9 @@ from concurrent import futures
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health
 
 from resilientrpc.errors import ConfigError
+from resilientrpc.health import HeartbeatHealthServicer
 from resilientrpc.testing.faults import Faults
 from resilientrpc.testing.servicer import BackendState, add_backend_services
 
@@ -66,7 +66,7 @@ class Backend:
             name=name or "",
             faults=faults if faults is not None else Faults(),
             seed=seed,
-            health_servicer=health.HealthServicer(),
+            health_servicer=HeartbeatHealthServicer(),
         )
         self._lifecycle_lock = threading.Lock()
         self._server: grpc.Server | None = None

@@ -11,7 +11,9 @@ server around it runs (in process or in a child process):
   under ``resilientrpc-load-metrics-bin`` because grpcio clients never see the ORCA key),
   and ``x-echo-*`` metadata echoed back.
 - :class:`FaultsServicer`: the ``Configure`` RPC.
-- :func:`add_backend_services`: registers those and a ``grpc.health.v1`` servicer.
+- :func:`add_backend_services`: registers those and a ``grpc.health.v1`` servicer (a
+  :class:`~resilientrpc.health.HeartbeatHealthServicer` in ``Backend``, whose Watch
+  streams re-send the status every second).
 
 Lock order: ``BackendState._configure_lock`` before the health servicer's own lock;
 ``BackendState._lock`` is a leaf (nothing is called while holding it).
@@ -28,6 +30,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from resilientrpc.errors import ConfigError
+from resilientrpc.health import HeartbeatHealthServicer
 from resilientrpc.proto import echo_pb2, echo_pb2_grpc, faults_pb2, faults_pb2_grpc
 from resilientrpc.testing.faults import (
     LOAD_REPORT_ALIAS_METADATA_KEY,
@@ -70,7 +73,7 @@ class BackendState:
         name: str,
         faults: Faults,
         seed: int | None,
-        health_servicer: health.HealthServicer,
+        health_servicer: health.HealthServicer | HeartbeatHealthServicer,
     ) -> None:
         self.name = name
         """The name replies carry in ``EchoReply.backend`` and error details."""
