@@ -19,7 +19,7 @@ import pytest
 
 from resilientrpc import ResilientChannel
 from resilientrpc._loop import CALLBACK_STOP_TIMEOUT
-from resilientrpc.testing import Backends, DelayProxy, echo_pb2, echo_pb2_grpc
+from resilientrpc.testing import Backends, DelayProxy, Faults, echo_pb2, echo_pb2_grpc
 from tests.waiting import eventually
 
 Start = Callable[..., Backends]
@@ -173,8 +173,9 @@ def test_subscribe_and_unsubscribe_from_many_threads_during_close(backends: Star
 
 @pytest.mark.parametrize("shape", ["future", "stream"])
 def test_a_done_callback_on_a_grpc_thread_closes_the_channel(backends: Start, shape: str) -> None:
-    """Done callbacks of calls in flight run on grpc's threads; closing from one must work."""
-    group = backends(1)
+    """Closing from the done callback of a call in flight must work (it ran on grpc's own
+    thread once, where closing waited for that very thread)."""
+    group = backends(1, faults=Faults(latency=0.2))  # still in flight when the callback is added
     channel = ResilientChannel(group.addresses)
     grpc.channel_ready_future(channel).result(timeout=5)
     stub = echo_pb2_grpc.EchoStub(channel)
