@@ -382,7 +382,8 @@ def test_pick_first_waits_for_an_earlier_address_still_connecting() -> None:
     assert balancer.picker.state is C.CONNECTING  # second still before third
     balancer.set_state(second, C.READY)
     assert balancer.picker.state is C.READY
-    assert balancer.picker.pick(None).endpoint is second  # type: ignore[union-attr]
+    pick = balancer.picker.pick(None)
+    assert pick is not None and pick.endpoint is second
     assert len(timers.scheduled) == 1
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from resilientrpc import ConfigError
-from resilientrpc.config import parse_service_config
+from resilientrpc.config import LeastRequest, WeightedRoundRobin, parse_service_config
 from resilientrpc.testing import Backends
 from tests.twins import ChannelHandle, Twin
 
@@ -153,7 +153,8 @@ def test_static_weights_are_finite_positive_and_bounded(value: float) -> None:
 
 def test_the_largest_static_weight_is_accepted() -> None:
     policy = parse_service_config(weights({"127.0.0.1:1": 1e9})).load_balancing
-    assert policy.weights == {"127.0.0.1:1": 1e9}  # type: ignore[union-attr]
+    assert isinstance(policy, WeightedRoundRobin)
+    assert policy.weights == {"127.0.0.1:1": 1e9}
 
 
 def test_json_1e999_weight_is_refused() -> None:
@@ -187,7 +188,8 @@ def test_the_longest_config_timeout_still_lets_calls_through(
 def test_a_clamped_choice_count_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="resilientrpc.config")
     config = parse_service_config({"loadBalancingConfig": [{"least_request": {"choiceCount": 50}}]})
-    assert config.load_balancing.choice_count == 10  # type: ignore[union-attr]
+    assert isinstance(config.load_balancing, LeastRequest)
+    assert config.load_balancing.choice_count == 10
     records = [r for r in caplog.records if r.name == "resilientrpc.config"]
     assert len(records) == 1
     assert "loadBalancingConfig[0].least_request.choiceCount" in records[0].getMessage()
@@ -243,19 +245,20 @@ def test_one_ipv6_address_spelled_twice_in_weights_is_refused() -> None:
 
 
 def test_an_unknown_status_code_without_a_near_miss_ends_cleanly() -> None:
-    config = {"retryThrottling": {"maxTokens": 10, "tokenRatio": 0.1}}
-    config["methodConfig"] = [  # type: ignore[assignment]
-        {
-            "name": [{}],
-            "retryPolicy": {
-                "maxAttempts": 2,
-                "initialBackoff": "1s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["zzzz"],
-            },
-        }
-    ]
+    config = {
+        "methodConfig": [
+            {
+                "name": [{}],
+                "retryPolicy": {
+                    "maxAttempts": 2,
+                    "initialBackoff": "1s",
+                    "maxBackoff": "1s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["zzzz"],
+                },
+            }
+        ]
+    }
     with pytest.raises(ConfigError) as caught:
         parse_service_config(config)
     assert str(caught.value).endswith('found the string "zzzz"')

@@ -105,7 +105,7 @@ def test_build_strategy_passes_every_field_and_both_seams(
 
 def test_build_strategy_refuses_what_is_not_a_policy() -> None:
     with pytest.raises(TypeError, match="not a load-balancing policy: 'round_robin'"):
-        build_strategy("round_robin")  # type: ignore[arg-type]
+        build_strategy("round_robin")  # type: ignore[arg-type]  # the wrong type is the point
 
 
 def test_strategy_defaults_are_the_grpc_ones() -> None:
