@@ -17,6 +17,7 @@ import grpc
 
 from resilientrpc.balancer import Balancer
 from resilientrpc.config import ServiceConfig, check_weights_match_targets, parse_service_config
+from resilientrpc.endpoint import FAILURE_CODES
 from resilientrpc.options import ChannelOptions
 from resilientrpc.strategies import build_strategy
 from resilientrpc.targets import Target, parse_targets
@@ -49,7 +50,16 @@ class ChannelCore:
             check_weights_match_targets(service_config.load_balancing, target.addresses)
         channel_options = ChannelOptions.build(options, credentials)
         strategy = build_strategy(service_config.load_balancing, clock=clock)
-        return cls(service_config, target, channel_options, Balancer(strategy, clock=clock))
+        outliers = service_config.effective_outlier_detection
+        codes = None if outliers is None else outliers.failure_status_codes
+        balancer = Balancer(
+            strategy,
+            clock=clock,
+            panic_threshold=service_config.common_lb.healthy_panic_threshold,
+            slow_start_window=service_config.common_lb.slow_start_window,
+            failure_codes=FAILURE_CODES if codes is None else codes,
+        )
+        return cls(service_config, target, channel_options, balancer)
 
     @property
     def uses_load_reports(self) -> bool:

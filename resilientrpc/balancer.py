@@ -14,6 +14,20 @@ the endpoints that are available *now*. (Keeping the last good picker instead wo
 sending calls to an endpoint that has died since; a fallback built from the current
 states never does.)
 
+Endpoints move in and out of traffic by connectivity (:meth:`Balancer.set_state`),
+health (:meth:`Balancer.set_health`, from the heartbeat monitor) and outlier detection
+(:meth:`Balancer.eject`, :meth:`Balancer.half_open`, :meth:`Balancer.readmit`). Each
+such transition is recorded as an :class:`~resilientrpc.events.EndpointEvent`: kept on
+the endpoint, logged on ``resilientrpc.events`` and handed to event listeners.
+
+Panic threshold (Envoy's ``healthy_panic_threshold``, default 50 %): when fewer than that
+share of the members are available, the picker spreads calls over every *connected*
+member, unhealthy and ejected ones included, rather than crush the few left. (Members
+with no connection are never picked: a call there could only fail.)
+
+Slow start (optional window): an endpoint that has just become available gets a share
+that ramps up linearly over the window, from :data:`SLOW_START_MIN_WEIGHT` of a full one.
+
 Start-up: a channel's first READY picker waits, for at most :data:`STARTUP_GRACE`, until
 every endpoint has had its first answer (connected, or failed). Calls issued before the
 channel is ready then spread over every backend that connects within the grace, instead
@@ -25,21 +39,33 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
 
-from resilientrpc.endpoint import Connectivity, Endpoint, EndpointStatus
+from resilientrpc import events
+from resilientrpc.endpoint import FAILURE_CODES, Connectivity, Endpoint, EndpointStatus
+from resilientrpc.events import EndpointEvent
 from resilientrpc.picker import Chooser, Metadata, Picker, aggregate_state, empty_picker
 from resilientrpc.strategies import Strategy
 
-__all__ = ["STARTUP_GRACE", "Balancer", "Timer"]
+__all__ = [
+    "DEFAULT_PANIC_THRESHOLD",
+    "SLOW_START_MIN_WEIGHT",
+    "STARTUP_GRACE",
+    "Balancer",
+    "EventListener",
+    "Timer",
+]
 
 _log = logging.getLogger(__name__)
+_events_log = logging.getLogger("resilientrpc.events")
 
 Listener = Callable[[Picker], None]
+EventListener = Callable[[EndpointEvent], None]
 #: The start-up grace's timer has not been started.
 _NOT_STARTED: Any = object()
 #: States that answer an endpoint's first connection attempt.
@@ -50,6 +76,36 @@ Timer = Callable[[float, Callable[[], None]], object]
 #: Longest time the first READY picker waits for endpoints still on their first
 #: connection attempt (seconds).
 STARTUP_GRACE = 0.2
+#: Percent of members that must be available, below which the channel panics (Envoy's).
+DEFAULT_PANIC_THRESHOLD = 50.0
+#: The share of a full weight an endpoint starts its slow start with.
+SLOW_START_MIN_WEIGHT = 0.1
+
+
+def _slow_start_chooser(
+    choose: Chooser,
+    ramping: dict[Endpoint, float],
+    window: float,
+    clock: Callable[[], float],
+    rng: random.Random,
+) -> Chooser:
+    """``choose``, but an endpoint still ramping up is kept only with its ramp's chance.
+
+    A ramping endpoint's weight grows linearly from :data:`SLOW_START_MIN_WEIGHT` to 1
+    over ``window`` seconds since it became available; when the chance is against it,
+    the call takes the strategy's next choice instead.
+    """
+
+    def choose_ramped(metadata: Metadata | None) -> Endpoint | None:
+        endpoint = choose(metadata)
+        start = ramping.get(endpoint) if endpoint is not None else None
+        if start is not None:
+            weight = max((clock() - start) / window, SLOW_START_MIN_WEIGHT)
+            if weight < 1.0 and rng.random() >= weight:
+                return choose(metadata)
+        return endpoint
+
+    return choose_ramped
 
 
 def _fallback_chooser(ready: tuple[Endpoint, ...]) -> Chooser:
@@ -71,12 +127,29 @@ class Balancer:
         strategy: Strategy,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
         startup_grace: float = STARTUP_GRACE,
+        panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
+        slow_start_window: float = 0.0,
+        failure_codes: frozenset[grpc.StatusCode] = FAILURE_CODES,
+        rng: random.Random | None = None,
     ) -> None:
         self.strategy = strategy
         self._clock = clock
+        self._wall_clock = wall_clock
+        self._panic_threshold = panic_threshold
+        self._slow_start_window = slow_start_window
+        self._failure_codes = failure_codes
+        self._rng = rng if rng is not None else random.Random()
+        #: Whether the last picker spread calls over unavailable endpoints (panic mode).
+        self.panic = False
+        self._ramp_timer: Any = None
         self._endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
+        self._event_listeners: list[EventListener] = []
+        #: Set on every endpoint added (outlier detection's outcome observer).
+        self.observer: Callable[..., None] | None = None
+        self.streak_limit = 0
         self._resolution_error: str | None = None
         self.picker: Picker = empty_picker(Connectivity.IDLE)
         self._startup_grace = startup_grace
@@ -107,6 +180,31 @@ class Balancer:
         with contextlib.suppress(ValueError):
             self._listeners.remove(listener)
 
+    def add_event_listener(self, listener: EventListener) -> None:
+        """Call ``listener(event)`` on the balancer's loop for every transition."""
+        self._event_listeners.append(listener)
+
+    def remove_event_listener(self, listener: EventListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._event_listeners.remove(listener)
+
+    def _event(self, kind: str, endpoint: Endpoint | None, reason: str) -> None:
+        """Record one transition: on the endpoint, in the log, to every event listener."""
+        now = self._clock()
+        event = EndpointEvent(
+            kind, endpoint.address if endpoint else "", reason, self._wall_clock(), now
+        )
+        if endpoint is not None:
+            endpoint.events.append(event)
+            endpoint.reason = reason
+            endpoint.since = event.time
+        _events_log.info("%s %s: %s", event.address or "channel", kind, reason)
+        for listener in tuple(self._event_listeners):
+            try:
+                listener(event)
+            except Exception:  # a listener must never stop state changes
+                _log.exception("event listener %r failed", listener)
+
     def set_addresses(self, addresses: Sequence[str]) -> tuple[list[Endpoint], list[Endpoint]]:
         """Make the membership exactly ``addresses``; returns (added, removed) endpoints.
 
@@ -127,6 +225,9 @@ class Balancer:
                     decay=self.strategy.decay,
                     clock=self._clock,
                 )
+                endpoint.failure_codes = self._failure_codes
+                endpoint.observer = self.observer
+                endpoint.streak_limit = self.streak_limit
                 added.append(endpoint)
                 if self._unanswered is not None:
                     self._unanswered.add(endpoint)
@@ -168,6 +269,63 @@ class Balancer:
             return
         endpoint.state = state
         _log.debug("endpoint %s: %s -> %s", endpoint.address, previous.name, state.name)
+        if state is Connectivity.READY or previous is Connectivity.READY:
+            reason = state.name if error is None else f"{state.name}: {error}"
+            self._event(events.CONNECTIVITY, endpoint, reason)
+        self.rebuild()
+
+    def set_health(
+        self,
+        endpoint: Endpoint,
+        healthy: bool | None,
+        reason: str,
+        kind: str = events.HEALTH,
+    ) -> None:
+        """Record what health checking says of ``endpoint`` (None: no verdict, e.g. off).
+
+        ``kind`` is :data:`~resilientrpc.events.HEARTBEAT_MISSED` when the verdict is a
+        missed heartbeat rather than a reported status. Repeats change nothing.
+        """
+        if self._endpoints.get(endpoint.address) is not endpoint:
+            return
+        if endpoint.healthy is healthy:
+            return
+        endpoint.healthy = healthy
+        self._event(kind, endpoint, reason)
+        self.rebuild()
+
+    def eject(self, endpoint: Endpoint, reason: str) -> bool:
+        """Take ``endpoint`` out of traffic (outlier detection); False if it is not a member.
+
+        The caller decides whether an ejection is allowed (max ejection percent, never
+        the last endpoint); this only records it and publishes the picker without it.
+        """
+        if self._endpoints.get(endpoint.address) is not endpoint:
+            return False
+        endpoint.ejected = True
+        endpoint.half_open = False
+        self._event(events.EJECTED, endpoint, reason)
+        self.rebuild()
+        return True
+
+    def half_open(self, endpoint: Endpoint, reason: str) -> None:
+        """End ``endpoint``'s ejection on trial: it takes calls, whose outcomes decide."""
+        if self._endpoints.get(endpoint.address) is not endpoint:
+            return
+        endpoint.ejected = False
+        endpoint.half_open = True
+        self._event(events.HALF_OPEN, endpoint, reason)
+        self.rebuild()
+
+    def readmit(self, endpoint: Endpoint, reason: str) -> None:
+        """Give ``endpoint`` full traffic again (trials passed, or the ejection lifted)."""
+        if self._endpoints.get(endpoint.address) is not endpoint:
+            return
+        if not (endpoint.ejected or endpoint.half_open):
+            return
+        endpoint.ejected = False
+        endpoint.half_open = False
+        self._event(events.READMITTED, endpoint, reason)
         self.rebuild()
 
     def refresh(self) -> None:
@@ -188,16 +346,70 @@ class Balancer:
         if self.picker.state is Connectivity.SHUTDOWN:
             return
         members = self.endpoints
-        ready = tuple(e for e in members if e.available)
-        if ready and self._holding(ready, members):
+        now = self._clock()
+        ready = []
+        for endpoint in members:
+            if endpoint.available:
+                ready.append(endpoint)
+                if endpoint.available_since is None:
+                    endpoint.available_since = now
+            else:
+                endpoint.available_since = None
+        ready_now = tuple(ready)
+        ready_now = self._panic_check(ready_now, members)
+        if ready_now and self._holding(ready_now, members):
             picker = empty_picker(Connectivity.CONNECTING, members)
-        elif ready:
+        elif ready_now:
+            first = self._unanswered is not None
             self._unanswered = None  # READY once: start-up is over
-            picker = Picker(Connectivity.READY, ready, members, self._chooser(ready, members))
+            choose = self._chooser(ready_now, members)
+            if self._slow_start_window > 0 and not first:
+                choose = self._ramped(choose, ready_now, now)
+            picker = Picker(Connectivity.READY, ready_now, members, choose)
         else:
             state = aggregate_state(members)  # TRANSIENT_FAILURE when there are none
             picker = empty_picker(state, members, self._resolution_error)
         self._publish(picker)
+
+    def _panic_check(
+        self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]
+    ) -> tuple[Endpoint, ...]:
+        """``ready``, or every connected member when too few are available (panic)."""
+        panic = False
+        threshold = self._panic_threshold
+        if threshold > 0 and len(ready) * 100.0 < threshold * len(members):
+            connected = tuple(e for e in members if e.state is Connectivity.READY)
+            if len(connected) > len(ready):
+                panic = True
+                ready = connected
+        if panic is not self.panic:
+            self.panic = panic
+            available = sum(1 for e in members if e.available)
+            share = f"{available} of {len(members)} endpoints available"
+            if panic:
+                reason = f"{share}, below the panic threshold of {threshold:g} %"
+                self._event(events.PANIC_ENTERED, None, reason)
+            else:
+                self._event(events.PANIC_LEFT, None, share)
+        return ready
+
+    def _ramped(self, choose: Chooser, ready: tuple[Endpoint, ...], now: float) -> Chooser:
+        """Slow start: ``choose`` damped for endpoints that became available recently."""
+        window = self._slow_start_window
+        ramping = {
+            e: e.available_since
+            for e in ready
+            if e.available_since is not None and now - e.available_since < window
+        }
+        if not ramping or len(ramping) == len(ready):
+            return choose
+        if self._timer is not None:  # rebuild when the oldest ramp is done
+            cancel = getattr(self._ramp_timer, "cancel", None)
+            if cancel is not None:
+                cancel()
+            ends = min(ramping.values()) + window - now
+            self._ramp_timer = self._timer(max(ends, 0.0) + 1e-3, self.rebuild)
+        return _slow_start_chooser(choose, ramping, window, self._clock, self._rng)
 
     def _holding(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> bool:
         """Whether the first READY picker still waits for endpoints' first answers."""
@@ -250,9 +462,10 @@ class Balancer:
         """Publish the final, empty SHUTDOWN picker; every waiting call is released."""
         if self.picker.state is Connectivity.SHUTDOWN:
             return
-        cancel = getattr(self._grace, "cancel", None)
-        if cancel is not None:  # an asyncio TimerHandle: a pending grace goes too
-            cancel()
+        for timer in (self._grace, self._ramp_timer):
+            cancel = getattr(timer, "cancel", None)
+            if cancel is not None:  # an asyncio TimerHandle: a pending timer goes too
+                cancel()
         for endpoint in self._endpoints.values():
             endpoint.state = Connectivity.SHUTDOWN
         self._publish(empty_picker(Connectivity.SHUTDOWN, self.endpoints))

@@ -414,6 +414,8 @@ class ResilientChannel(grpc.Channel):
             connect=_connector(self._options),
             disconnect=_disconnect,
             watch_settle_timeout=WATCH_SETTLE_TIMEOUT,
+            health_check=core.config.health_check,
+            outliers=core.config.effective_outlier_detection,
         )
         try:
             self._loop.run(_start(self._supervisor))

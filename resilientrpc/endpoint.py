@@ -12,16 +12,20 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import grpc
 
+from resilientrpc.events import EndpointEvent
 from resilientrpc.load_report import LoadReport
 
 __all__ = [
     "DEFAULT_DECAY",
+    "FAILURE_CODES",
+    "KEPT_EVENTS",
     "MIN_SAMPLE_WEIGHT",
     "UNSAMPLED_PENALTY",
     "Connectivity",
@@ -44,6 +48,23 @@ DEFAULT_DECAY = 10.0
 #: time constant still rules.
 MIN_SAMPLE_WEIGHT = 0.1
 _MAX_KEEP = 1.0 - MIN_SAMPLE_WEIGHT
+#: Status codes that count against the endpoint that returned them: the server (or the
+#: way to it) failed, as opposed to the caller cancelling or the application answering
+#: "no" (NOT_FOUND, INVALID_ARGUMENT, ...), which says nothing about the backend's health.
+#: Outlier detection's ``failureStatusCodes`` replaces this set for a channel.
+FAILURE_CODES: frozenset[grpc.StatusCode] = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.DATA_LOSS,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+    }
+)
+#: A failure ratio below this is taken as exactly zero (so the hot path can skip it).
+_NEGLIGIBLE_FAILURE_RATIO = 1e-3
+#: How many recent transitions each endpoint keeps for ``channel.endpoints()``.
+KEPT_EVENTS = 8
 #: Cost of an endpoint that has calls in flight but no latency sample yet (seconds);
 #: large enough that such an endpoint is chosen only when nothing else is.
 UNSAMPLED_PENALTY = 1.0e6
@@ -66,7 +87,11 @@ class Outcome(NamedTuple):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EndpointStatus:
-    """A snapshot of one endpoint, as :meth:`ResilientChannel.endpoints` returns it."""
+    """A snapshot of one endpoint, as :meth:`ResilientChannel.endpoints` returns it.
+
+    ``reason`` says why the endpoint last moved in or out of traffic and ``since`` when
+    (wall-clock seconds); ``events`` holds its last few transitions, oldest first.
+    """
 
     address: str
     state: str
@@ -79,6 +104,11 @@ class EndpointStatus:
     calls: int
     failures: int
     last_error: str | None
+    half_open: bool = False
+    failure_ratio: float = 0.0
+    reason: str | None = None
+    since: float | None = None
+    events: tuple[EndpointEvent, ...] = ()
 
 
 class Endpoint:
@@ -89,23 +119,37 @@ class Endpoint:
         "_decay",
         "_ewma",
         "_ewma_stamp",
+        "_failure_stamp",
         "_lock",
         "_sampled",
         "address",
+        "available_since",
         "calls",
         "connect_error",
+        "consecutive_failures",
         "ejected",
+        "events",
+        "failure_codes",
+        "failure_level",
         "failures",
+        "half_open",
         "healthy",
         "last_error",
         "load",
         "load_since",
         "load_stamp",
+        "observer",
         "outstanding",
+        "reason",
+        "since",
         "state",
         "static_weight",
+        "streak_limit",
         "transport",
         "weight",
+        "window_failures",
+        "window_latency",
+        "window_successes",
     )
 
     def __init__(
@@ -124,6 +168,15 @@ class Endpoint:
         self.state: grpc.ChannelConnectivity = Connectivity.IDLE
         self.healthy: bool | None = None
         self.ejected = False
+        #: Back from an ejection, on trial: available, and its outcomes go to ``observer``.
+        self.half_open = False
+        #: Why the endpoint last moved in or out of traffic, and when (wall clock).
+        self.reason: str | None = None
+        self.since: float | None = None
+        #: Its last :data:`KEPT_EVENTS` transitions (appended by the balancer).
+        self.events: deque[EndpointEvent] = deque(maxlen=KEPT_EVENTS)
+        #: Channel-clock time it last became available (slow start); None while it is not.
+        self.available_since: float | None = None
         #: Why the connection failed, as the balancer last heard (connectivity).
         self.connect_error: str | None = None
         #: The last failed call's status, as the data path last saw it (diagnostic).
@@ -132,13 +185,29 @@ class Endpoint:
         self.weight = static_weight if static_weight is not None else 1.0
         #: The driver's connection to this address (a grpc channel); opaque here.
         self.transport: Any = None
+        #: Status codes that count as this endpoint failing (set before any call).
+        self.failure_codes = FAILURE_CODES
+        #: Told, outside the lock, of each outcome while ``half_open`` and of the failure
+        #: that makes ``consecutive_failures`` reach ``streak_limit`` (outlier detection).
+        self.observer: Callable[[Endpoint, Outcome, bool], None] | None = None
+        self.streak_limit = 0
         # Written by the data path under ``_lock``.
         self.outstanding = 0
         self.calls = 0
         self.failures = 0
+        #: Outcomes since outlier detection last swapped its window (it resets them).
+        self.window_successes = 0
+        self.window_failures = 0
+        #: Sum of the latencies of the window's successes, seconds.
+        self.window_latency = 0.0
+        self.consecutive_failures = 0
         self._ewma = 0.0
         self._ewma_stamp = 0.0
         self._sampled = False
+        #: The failure ratio as last updated (not decayed to now); exactly 0.0 when
+        #: negligible, so the strategies' hot path tests it for free.
+        self.failure_level = 0.0
+        self._failure_stamp = 0.0
         self.load: LoadReport | None = None
         self.load_stamp = -math.inf
         self.load_since = math.inf
@@ -160,18 +229,35 @@ class Endpoint:
         return self._clock()
 
     def record(self, outcome: Outcome) -> None:
-        """Learn from one finished attempt: the ``done`` of every pick lands here."""
+        """Learn from one finished attempt: the ``done`` of every pick lands here.
+
+        A failure (a code in ``failure_codes``) never makes the endpoint look faster: its
+        latency sample is at least the current estimate, so a backend that fails fast is
+        not mistaken for a fast one. It also raises the endpoint's failure ratio, which
+        the load-aware strategies weigh before load.
+        """
         now = self._clock()
         rtt = outcome.latency
+        code = outcome.code
         with self._lock:
             self.outstanding -= 1
             self.calls += 1
-            if outcome.code is _CANCELLED:
+            if code is _CANCELLED:
                 return  # the caller gave up: says nothing about the endpoint
-            if outcome.code is not _OK:
+            failed = code in self.failure_codes
+            if code is not _OK:
                 self.failures += 1
                 if outcome.error is not None:
                     self.last_error = outcome.error
+            if failed:
+                self.window_failures += 1
+                self.consecutive_failures += 1
+                if self._sampled and rtt < self._ewma:
+                    rtt = self._ewma
+            else:
+                self.window_successes += 1
+                self.window_latency += rtt
+                self.consecutive_failures = 0
             if not self._sampled:
                 self._ewma = rtt
                 self._sampled = True
@@ -183,12 +269,40 @@ class Endpoint:
                     w = min(math.exp(-max(now - self._ewma_stamp, 0.0) / self._decay), _MAX_KEEP)
                     self._ewma = previous * w + rtt * (1.0 - w)
             self._ewma_stamp = now
+            fail = self.failure_level
+            if failed or fail:
+                w = min(math.exp(-max(now - self._failure_stamp, 0.0) / self._decay), _MAX_KEEP)
+                fail = fail * w + (1.0 - w if failed else 0.0)
+                self.failure_level = fail if fail >= _NEGLIGIBLE_FAILURE_RATIO else 0.0
+                self._failure_stamp = now
             load = outcome.load
             if load is not None:
                 self.load = load
                 self.load_stamp = now
                 if self.load_since == math.inf:
                     self.load_since = now
+            notify = self.half_open or (failed and self.consecutive_failures == self.streak_limit)
+        if notify:
+            observer = self.observer
+            if observer is not None:
+                observer(self, outcome, failed)
+
+    def failure_ratio(self, now: float | None = None) -> float:
+        """The recent share of failed attempts (0..1), decayed to ``now`` like the latency."""
+        fail = self.failure_level
+        if not fail:
+            return 0.0
+        if now is None:
+            now = self._clock()
+        return fail * math.exp(-max(now - self._failure_stamp, 0.0) / self._decay)
+
+    def take_window(self) -> tuple[int, int, float]:
+        """The window's (successes, failures, latency sum), and a fresh window (A50's swap)."""
+        with self._lock:
+            window = (self.window_successes, self.window_failures, self.window_latency)
+            self.window_successes = self.window_failures = 0
+            self.window_latency = 0.0
+        return window
 
     def latency(self, now: float | None = None) -> float | None:
         """The peak-EWMA latency estimate in seconds, decayed to ``now``; None before any sample."""
@@ -221,4 +335,9 @@ class Endpoint:
             calls=self.calls,
             failures=self.failures,
             last_error=self.connect_error or self.last_error,
+            half_open=self.half_open,
+            failure_ratio=self.failure_ratio(),
+            reason=self.reason,
+            since=self.since,
+            events=tuple(self.events),
         )

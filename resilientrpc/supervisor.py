@@ -27,6 +27,7 @@ import grpc
 import grpc.aio
 
 from resilientrpc.balancer import Balancer
+from resilientrpc.config import HealthCheckConfig, OutlierDetection
 from resilientrpc.endpoint import Connectivity, Endpoint
 from resilientrpc.targets import DNS_REFRESH_PERIOD, Target, resolve
 
@@ -71,8 +72,15 @@ class Supervisor:
         dns_refresh_period: float = DNS_REFRESH_PERIOD,
         drain_timeout: float = DRAIN_TIMEOUT,
         watch_settle_timeout: float = 0.0,
+        health_check: HealthCheckConfig | None = None,
+        outliers: OutlierDetection | None = None,
     ) -> None:
         self._balancer = balancer
+        #: Heartbeats over grpc.health.v1 (None: health checking off, as gRPC without
+        #: ``healthCheckConfig``).
+        self._health_check = health_check
+        #: Passive outlier detection (None: off).
+        self._outliers = outliers
         self._target = target
         self._connect = connect
         self._disconnect = disconnect

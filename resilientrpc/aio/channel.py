@@ -344,7 +344,12 @@ class ResilientChannel(grpc.aio.Channel):
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and its finalizer stops it.
         self._supervisor = Supervisor(
-            self._balancer, target, connect=_connector(self._options), disconnect=_disconnect
+            self._balancer,
+            target,
+            connect=_connector(self._options),
+            disconnect=_disconnect,
+            health_check=core.config.health_check,
+            outliers=core.config.effective_outlier_detection,
         )
         self._started = False
         self._closed = False

@@ -31,13 +31,17 @@ from resilientrpc.config._schema import (
 from resilientrpc.config.balancing import (
     DEFAULT_LOAD_BALANCING,
     LoadBalancingPolicy,
+    PeakEwma,
     load_balancing_config_kind,
     load_balancing_policy_kind,
 )
 from resilientrpc.config.methods import MethodConfig, method_configs_kind, name_key
+from resilientrpc.config.outlier import PEAK_EWMA_OUTLIERS, CommonLbConfig, OutlierDetection
 from resilientrpc.errors import ConfigError
 
 __all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "DEFAULT_HEARTBEAT_TIMEOUT",
     "MAX_RETRY_TOKENS",
     "TOKEN_RATIO_DECIMALS",
     "HealthCheckConfig",
@@ -67,18 +71,36 @@ class RetryThrottling:
     token_ratio: float
 
 
+#: ``healthCheckConfig.interval``: seconds of quiet on the Watch stream before a Check.
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
+#: ``healthCheckConfig.timeout``: the Check's deadline, seconds.
+DEFAULT_HEARTBEAT_TIMEOUT = 0.5
+
+
 @dataclass(frozen=True, kw_only=True, slots=True)
 class HealthCheckConfig:
-    """``healthCheckConfig`` (gRFC A17): the service name sent in ``grpc.health.v1`` Watch.
+    """``healthCheckConfig`` (gRFC A17): the service name sent in ``grpc.health.v1`` Watch,
+    and (extensions) the heartbeat's ``interval`` and ``timeout``.
 
     The empty name asks for the health of the whole server. ``{"healthCheckConfig": {}}``
-    without ``serviceName`` leaves health checking off, as in gRPC.
+    without ``serviceName`` leaves health checking off, as in gRPC. An endpoint with no
+    sign of life (a Watch message, or an answered Check) for ``interval + timeout``
+    seconds is declared dead.
 
     >>> HealthCheckConfig(service_name="echo.Echo")
-    HealthCheckConfig(service_name='echo.Echo')
+    HealthCheckConfig(service_name='echo.Echo', interval=1.0, timeout=0.5)
+    >>> HealthCheckConfig(service_name="echo.Echo").deadline
+    1.5
     """
 
     service_name: str = ""
+    interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    timeout: float = DEFAULT_HEARTBEAT_TIMEOUT
+
+    @property
+    def deadline(self) -> float:
+        """Seconds without a sign of life after which an endpoint is declared dead."""
+        return self.interval + self.timeout
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,6 +126,8 @@ class ServiceConfig:
     method_configs: tuple[MethodConfig, ...] = ()
     retry_throttling: RetryThrottling | None = None
     health_check: HealthCheckConfig | None = None
+    outlier_detection: OutlierDetection | None = None
+    common_lb: CommonLbConfig = field(default_factory=CommonLbConfig)
     _method_index: dict[tuple[str, str], MethodConfig] = field(
         init=False, repr=False, compare=False, hash=False
     )
@@ -121,6 +145,16 @@ class ServiceConfig:
                     )
                 index[key] = method_config
         object.__setattr__(self, "_method_index", index)
+
+    @property
+    def effective_outlier_detection(self) -> OutlierDetection | None:
+        """The outlier detection the channel runs: the configured one, or for a bare
+        ``peak_ewma`` its default latency ejection (:data:`PEAK_EWMA_OUTLIERS`)."""
+        if self.outlier_detection is not None:
+            return self.outlier_detection if self.outlier_detection.enabled else None
+        if isinstance(self.load_balancing, PeakEwma):
+            return PEAK_EWMA_OUTLIERS
+        return None
 
     def method_config(self, method: str) -> MethodConfig | None:
         """The method config for a call to ``method`` (``"/package.Service/Method"``).

@@ -4,6 +4,15 @@ Both sample ``choice_count`` distinct endpoints at random and send to the one wi
 lower load; they differ only in what "load" means. Sampling instead of scanning keeps a
 pick O(1) however many endpoints there are, and avoids the herd that always-pick-the-best
 causes when many clients share the same view.
+
+Failures come first: of the sampled endpoints, one whose recent failure ratio
+(:meth:`Endpoint.failure_ratio`) is more than :data:`FAILURE_TOLERANCE` above another's
+loses to it whatever their loads. Otherwise a backend that fails at once has no calls in
+flight and a tiny latency, and the lowest load of all: measured before this rule, one
+backend of four answering UNAVAILABLE at once drew 38 % of all attempts under
+least_request and 45 % under peak_ewma. The ratio decays with the strategy's time
+constant, so an endpoint that lost its traffic this way is tried again later (a recovered
+one wins it back). With no failures anywhere the rule costs two attribute reads.
 """
 
 from __future__ import annotations
@@ -16,7 +25,11 @@ from resilientrpc.endpoint import DEFAULT_DECAY, Endpoint
 from resilientrpc.picker import Chooser, Metadata
 from resilientrpc.strategies.base import Strategy, two_distinct
 
-__all__ = ["LeastRequestStrategy", "PeakEwmaStrategy"]
+__all__ = ["FAILURE_TOLERANCE", "LeastRequestStrategy", "PeakEwmaStrategy"]
+
+#: How much higher (0..1) a sampled endpoint's failure ratio must be than another's for it
+#: to lose the comparison before load is looked at.
+FAILURE_TOLERANCE = 0.1
 
 
 class _PowerOfChoices(Strategy):
@@ -41,8 +54,9 @@ class _PowerOfChoices(Strategy):
     def chooser(self, ready: tuple[Endpoint, ...], members: tuple[Endpoint, ...]) -> Chooser:
         count = len(ready)
         load = self.load
+        real_clock = self.clock
         # float() is 0.0: a load that does not depend on time costs no clock reading.
-        clock: Callable[[], float] = self.clock if self.timed else float
+        clock: Callable[[], float] = real_clock if self.timed else float
         if count == 1:
             only = ready[0]
 
@@ -56,6 +70,13 @@ class _PowerOfChoices(Strategy):
             def choose_two(metadata: Metadata | None) -> Endpoint:
                 i, j = two_distinct(rng, count)
                 a, b = ready[i], ready[j]
+                if a.failure_level or b.failure_level:  # zero without failures: no clock
+                    now = real_clock()
+                    fa, fb = a.failure_ratio(now), b.failure_ratio(now)
+                    if fa - fb > FAILURE_TOLERANCE:
+                        return b
+                    if fb - fa > FAILURE_TOLERANCE:
+                        return a
                 now = clock()
                 return a if load(a, now) <= load(b, now) else b
 
@@ -63,8 +84,13 @@ class _PowerOfChoices(Strategy):
         sample_size = min(self.choice_count, count)
 
         def choose_many(metadata: Metadata | None) -> Endpoint:
+            sample = [ready[i] for i in rng.sample(range(count), sample_size)]
+            if any(endpoint.failure_level for endpoint in sample):
+                now = real_clock()
+                ratios = [endpoint.failure_ratio(now) for endpoint in sample]
+                bar = min(ratios) + FAILURE_TOLERANCE
+                sample = [e for e, ratio in zip(sample, ratios, strict=True) if ratio <= bar]
             now = clock()
-            sample = (ready[i] for i in rng.sample(range(count), sample_size))
             return min(sample, key=lambda endpoint: load(endpoint, now))
 
         return choose_many
