@@ -58,6 +58,7 @@ class ChannelCore:
             panic_threshold=service_config.common_lb.healthy_panic_threshold,
             slow_start_window=service_config.common_lb.slow_start_window,
             failure_codes=FAILURE_CODES if codes is None else codes,
+            health_checked=service_config.health_check is not None,
         )
         return cls(service_config, target, channel_options, balancer)
 

@@ -23,7 +23,8 @@ the endpoint, logged on ``resilientrpc.events`` and handed to event listeners.
 Panic threshold (Envoy's ``healthy_panic_threshold``, default 50 %): when fewer than that
 share of the members are available, the picker spreads calls over every *connected*
 member, unhealthy and ejected ones included, rather than crush the few left. (Members
-with no connection are never picked: a call there could only fail.)
+with no connection are never picked: a call there could only fail; nor are members still
+waiting for their first health report.)
 
 Slow start (optional window): an endpoint that has just become available gets a share
 that ramps up linearly over the window, from :data:`SLOW_START_MIN_WEIGHT` of a full one.
@@ -132,6 +133,7 @@ class Balancer:
         panic_threshold: float = DEFAULT_PANIC_THRESHOLD,
         slow_start_window: float = 0.0,
         failure_codes: frozenset[grpc.StatusCode] = FAILURE_CODES,
+        health_checked: bool = False,
         rng: random.Random | None = None,
     ) -> None:
         self.strategy = strategy
@@ -140,6 +142,7 @@ class Balancer:
         self._panic_threshold = panic_threshold
         self._slow_start_window = slow_start_window
         self._failure_codes = failure_codes
+        self._health_checked = health_checked
         self._rng = rng if rng is not None else random.Random()
         #: Whether the last picker spread calls over unavailable endpoints (panic mode).
         self.panic = False
@@ -226,6 +229,7 @@ class Balancer:
                     clock=self._clock,
                 )
                 endpoint.failure_codes = self._failure_codes
+                endpoint.health_checked = self._health_checked
                 endpoint.observer = self.observer
                 endpoint.streak_limit = self.streak_limit
                 added.append(endpoint)
@@ -378,7 +382,13 @@ class Balancer:
         panic = False
         threshold = self._panic_threshold
         if threshold > 0 and len(ready) * 100.0 < threshold * len(members):
-            connected = tuple(e for e in members if e.state is Connectivity.READY)
+            # Connected members with a verdict: one still waiting for its first health
+            # report is not sent calls even in panic.
+            connected = tuple(
+                e
+                for e in members
+                if e.state is Connectivity.READY and not (e.health_checked and e.healthy is None)
+            )
             if len(connected) > len(ready):
                 panic = True
                 ready = connected

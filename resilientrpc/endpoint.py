@@ -133,6 +133,7 @@ class Endpoint:
         "failure_level",
         "failures",
         "half_open",
+        "health_checked",
         "healthy",
         "last_error",
         "load",
@@ -166,6 +167,10 @@ class Endpoint:
         self._lock = threading.Lock()
         # Written by the balancer only.
         self.state: grpc.ChannelConnectivity = Connectivity.IDLE
+        #: Whether the channel checks health: then only a SERVING report (healthy True)
+        #: lets the endpoint take calls (gRFC A17), and None means "no report yet".
+        self.health_checked = False
+        #: The health verdict: True serving, False not (or dead), None no verdict.
         self.healthy: bool | None = None
         self.ejected = False
         #: Back from an ejection, on trial: available, and its outcomes go to ``observer``.
@@ -220,7 +225,9 @@ class Endpoint:
     @property
     def available(self) -> bool:
         """Whether this endpoint may take new calls now."""
-        return self.state is Connectivity.READY and self.healthy is not False and not self.ejected
+        if self.state is not Connectivity.READY or self.ejected:
+            return False
+        return self.healthy is True if self.health_checked else self.healthy is not False
 
     def begin(self) -> float:
         """Account for one attempt handed to this endpoint; returns its start time."""
