@@ -40,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -147,6 +148,8 @@ class Balancer:
         #: Whether the last picker spread calls over unavailable endpoints (panic mode).
         self.panic = False
         self._ramp_timer: Any = None
+        #: The first resolution's endpoints not yet available (no slow start for them).
+        self._initial: set[Endpoint] = set()
         self._endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
         self._event_listeners: list[EventListener] = []
@@ -237,10 +240,13 @@ class Balancer:
                     self._unanswered.add(endpoint)
             endpoints[address] = endpoint
         for endpoint in removed:
+            self._initial.discard(endpoint)
             endpoint.state = Connectivity.SHUTDOWN
             if self._unanswered is not None:
                 self._unanswered.discard(endpoint)
         first = self.picker.state is Connectivity.IDLE  # the first answer, even an empty one
+        if first:
+            self._initial.update(added)
         changed = bool(added or removed) or first or self.picker.error is not None
         self._endpoints = endpoints
         if changed:  # an unchanged re-resolution keeps the picker (and round robin's place)
@@ -356,7 +362,11 @@ class Balancer:
             if endpoint.available:
                 ready.append(endpoint)
                 if endpoint.available_since is None:
-                    endpoint.available_since = now
+                    # Slow start ramps up endpoints that come back, or join later; the
+                    # channel's first members start at full weight.
+                    first = endpoint in self._initial
+                    endpoint.available_since = -math.inf if first else now
+                    self._initial.discard(endpoint)
             else:
                 endpoint.available_since = None
         ready_now = tuple(ready)
@@ -364,10 +374,9 @@ class Balancer:
         if ready_now and self._holding(ready_now, members):
             picker = empty_picker(Connectivity.CONNECTING, members)
         elif ready_now:
-            first = self._unanswered is not None
             self._unanswered = None  # READY once: start-up is over
             choose = self._chooser(ready_now, members)
-            if self._slow_start_window > 0 and not first:
+            if self._slow_start_window > 0:
                 choose = self._ramped(choose, ready_now, now)
             picker = Picker(Connectivity.READY, ready_now, members, choose)
         else:

@@ -281,7 +281,7 @@ class Endpoint:
                 w = min(math.exp(-max(now - self._failure_stamp, 0.0) / self._decay), _MAX_KEEP)
                 fail = fail * w + (1.0 - w if failed else 0.0)
                 self.failure_level = fail if fail >= _NEGLIGIBLE_FAILURE_RATIO else 0.0
-                self._failure_stamp = now
+            self._failure_stamp = now  # successes count as recent evidence too
             load = outcome.load
             if load is not None:
                 self.load = load
