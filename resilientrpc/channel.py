@@ -31,6 +31,7 @@ from resilientrpc._calls import (
     guarded,
 )
 from resilientrpc._core import ChannelCore
+from resilientrpc._event_listeners import EventCallback, EventListeners
 from resilientrpc._loop import CallbackThread, LoopThread
 from resilientrpc._methods import (
     EndpointTransport,
@@ -404,6 +405,8 @@ class ResilientChannel(grpc.Channel):
         self._close_lock = threading.Lock()
         self._close_done = threading.Event()
         self._balancer.add_listener(self._subscriptions.on_picker)
+        self._event_listeners = EventListeners(self._callbacks.submit)
+        self._balancer.add_event_listener(self._event_listeners.on_event)
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and this stops its work.
         # Closing waits for grpc.aio to end the watches of the watch-only channels, so
@@ -494,6 +497,22 @@ class ResilientChannel(grpc.Channel):
 
     def unsubscribe(self, callback: Callable[[grpc.ChannelConnectivity], None]) -> None:
         self._subscriptions.remove(callback)
+
+    def add_event_listener(self, callback: EventCallback) -> None:
+        """Call ``callback(event)`` with every endpoint transition, as it happens.
+
+        Each :class:`~resilientrpc.events.EndpointEvent` (connectivity, health, missed
+        heartbeat, ejection, half-open, readmission, panic) is the one kept on the
+        endpoint (``endpoints()[i].events``). Callbacks run in order on the channel's
+        callback thread, like ``subscribe`` callbacks: they may call or close the
+        channel; one that raises is logged and the others still run. None runs after
+        ``close()`` has returned.
+        """
+        self._event_listeners.add(callback)
+
+    def remove_event_listener(self, callback: EventCallback) -> None:
+        """Stop calling ``callback`` (added with :meth:`add_event_listener`)."""
+        self._event_listeners.remove(callback)
 
     # -- status and lifetime ------------------------------------------------------------
     def endpoints(self) -> list[EndpointStatus]:

@@ -1,10 +1,16 @@
-"""``resilientrpc demo``: local backends, one slow and one flaky, traffic through each strategy.
+"""``resilientrpc demo``: two scenarios, ``faults`` (the default) and ``strategies``.
 
-For every strategy it sends the same bounded load through a :class:`ResilientChannel`
-over three local backends (``healthy``, ``slow``, ``flaky``) and prints, per backend, its
-name and address, its share of the calls, the median and p99 latency the client saw and
-the calls it failed, then one line reading the table. Options are range-checked so that
-every call stays well inside the demo's call deadline.
+``faults`` (:mod:`resilientrpc.faults_demo`): backends in child processes hang, fail,
+slow down and report NOT_SERVING, and come back, while health checking and outlier
+detection take each out of traffic and back in; events and a live table show it.
+
+``strategies``: for every strategy it sends the same bounded load through a
+:class:`ResilientChannel` over three local backends (``healthy``, ``slow``, ``flaky``)
+and prints, per backend, its name and address, its share of the calls, the median and
+p99 latency the client saw and the calls it failed, then one line reading the table.
+
+Options are range-checked so that every call stays well inside the demo's call deadline;
+an option of the other scenario is an error (exit status 2), and nothing starts.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ import grpc
 
 from resilientrpc._argtypes import add_bounded
 from resilientrpc.channel import ResilientChannel
+from resilientrpc.faults_demo import FAULT_STRATEGIES, run_faults
 from resilientrpc.testing import echo_pb2, echo_pb2_grpc, start_backends
 
 __all__ = [
     "BACKEND_NAMES",
     "CALL_TIMEOUT",
     "MAX_SLOW_MS",
+    "SCENARIOS",
     "STRATEGIES",
     "BackendStats",
     "StrategyResult",
@@ -55,12 +63,39 @@ CALL_TIMEOUT = 2.0
 #: backend is slow but never times out, even with the machine busy.
 MAX_SLOW_MS = 500
 
+SCENARIOS = ("faults", "strategies")
+#: Options only the strategies scenario has: giving one selects it (they predate faults).
+_STRATEGIES_ONLY = {"calls": "--calls", "seconds": "--seconds", "flaky": "--flaky"}
+#: Options only the faults scenario has.
+_FAULTS_ONLY = {
+    "time_scale": "--time-scale",
+    "strategy": "--strategy",
+    "detection": "--no-detection",
+}
+#: Defaults of the options above (and of the slow delay, which differs per scenario).
+_DEFAULTS: dict[str, object] = {
+    "calls": 600,
+    "seconds": 15.0,
+    "flaky": 0.2,
+    "time_scale": 1.0,
+    "strategy": "round_robin",
+    "detection": True,
+}
+_SLOW_MS = {"strategies": 20.0, "faults": 150.0}
+
 DESCRIPTION = (
-    "Start three local Echo backends on 127.0.0.1 - healthy, slow (each reply delayed by "
-    "--slow-ms) and flaky (a --flaky fraction of its calls fail with UNAVAILABLE) - send "
+    "faults (the default): five Echo backends in child processes on 127.0.0.1 behind one "
+    "ResilientChannel with health checking and outlier detection; paced traffic while one "
+    "backend hangs (SIGSTOP), one fails every call, one turns --slow-ms slow, one reports "
+    "NOT_SERVING, then three at once (panic mode), each undone after a few seconds (about "
+    "35 s in all, x --time-scale). The channel's events are printed as they happen and a "
+    "table shows each backend leave traffic and come back. "
+    "strategies: three local Echo backends - healthy, slow (each reply delayed by "
+    "--slow-ms) and flaky (a --flaky fraction of its calls fail with UNAVAILABLE) - get "
     "the same bounded load through a ResilientChannel with each balancing strategy, and "
-    "print per backend its share of the calls, the median and p99 latency the client saw, "
-    f"and the calls it failed. Every call has a {CALL_TIMEOUT:g} s deadline."
+    "per backend its share of the calls, the median and p99 latency the client saw, and "
+    f"the calls it failed are printed. Every call has a {CALL_TIMEOUT:g} s deadline. "
+    "--calls, --seconds and --flaky select the strategies scenario."
 )
 
 LEGEND = (
@@ -226,8 +261,22 @@ def build_parser() -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default=argparse.SUPPRESS,
+        help="what to show (default: faults, or strategies when --calls, --seconds or "
+        "--flaky is given)",
+    )
     add_bounded(
-        parser, "--calls", int, 1, 100_000, default=600, metavar="N", help="calls per strategy"
+        parser,
+        "--calls",
+        int,
+        1,
+        100_000,
+        default=argparse.SUPPRESS,
+        metavar="N",
+        help="calls per strategy (strategies; default: 600)",
     )
     add_bounded(
         parser, "--threads", int, 1, 32, default=6, metavar="N", help="client threads sending them"
@@ -240,9 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
         300.0,
         unit="s",
         low_open=True,
-        default=15.0,
+        default=argparse.SUPPRESS,
         metavar="S",
-        help="time limit per strategy, in seconds",
+        help="time limit per strategy, in seconds (strategies; default: 15.0)",
     )
     slow = parser.add_mutually_exclusive_group()
     add_bounded(
@@ -252,9 +301,10 @@ def build_parser() -> argparse.ArgumentParser:
         0.0,
         float(MAX_SLOW_MS),
         unit="ms",
-        default=20.0,
+        default=argparse.SUPPRESS,
         metavar="MS",
-        help="delay the slow backend adds to each reply, in milliseconds",
+        help="delay the slow backend adds to each reply, in milliseconds (default: "
+        f"{_SLOW_MS['strategies']:g} for strategies, {_SLOW_MS['faults']:g} for faults)",
     )
     add_bounded(
         slow,
@@ -273,16 +323,72 @@ def build_parser() -> argparse.ArgumentParser:
         float,
         0.0,
         1.0,
-        default=0.2,
+        default=argparse.SUPPRESS,
         metavar="FRACTION",
-        help="fraction of the flaky backend's calls that fail with UNAVAILABLE",
+        help="fraction of the flaky backend's calls that fail with UNAVAILABLE "
+        "(strategies; default: 0.2)",
+    )
+    add_bounded(
+        parser,
+        "--time-scale",
+        float,
+        0.05,
+        5.0,
+        default=argparse.SUPPRESS,
+        metavar="F",
+        help="multiply every duration of the faults timeline, heartbeat, ejection times "
+        "and call deadline by F (faults; default: 1.0)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=list(FAULT_STRATEGIES),
+        default=argparse.SUPPRESS,
+        help="the balancing strategy under outlier detection (faults; default: round_robin)",
+    )
+    parser.add_argument(
+        "--no-detection",
+        dest="detection",
+        action="store_false",
+        default=argparse.SUPPRESS,
+        help="the same faults with health checking and outlier detection off, to compare (faults)",
     )
     return parser
 
 
+def _settings(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``: pick the scenario, refuse the other scenario's options, fill defaults."""
+    args = parser.parse_args(argv)
+    given = vars(args)
+    strategies_only = [flag for dest, flag in _STRATEGIES_ONLY.items() if dest in given]
+    faults_only = [flag for dest, flag in _FAULTS_ONLY.items() if dest in given]
+    if "scenario" not in given:
+        args.scenario = "strategies" if strategies_only and not faults_only else "faults"
+    wrong = faults_only if args.scenario == "strategies" else strategies_only
+    if wrong:
+        parser.error(f"{', '.join(wrong)}: not an option of the {args.scenario} scenario")
+    for dest, value in _DEFAULTS.items():
+        given.setdefault(dest, value)
+    if "slow" in given:
+        args.slow_ms = args.slow * 1000
+    given.setdefault("slow_ms", _SLOW_MS[args.scenario])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    slow_ms = args.slow * 1000 if hasattr(args, "slow") else args.slow_ms
+    args = _settings(build_parser(), argv)
+    if args.scenario == "faults":
+        return run_faults(
+            strategy=args.strategy,
+            threads=args.threads,
+            slow_ms=args.slow_ms,
+            time_scale=args.time_scale,
+            detection=args.detection,
+        )
+    return _strategies(args)
+
+
+def _strategies(args: argparse.Namespace) -> int:
+    slow_ms = args.slow_ms
     with start_backends(len(BACKEND_NAMES), names=list(BACKEND_NAMES), seed=1) as backends:
         backends[1].configure(latency=slow_ms / 1000)
         backends[2].configure(error_rate=args.flaky, error_code=grpc.StatusCode.UNAVAILABLE)

@@ -30,6 +30,7 @@ from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.details import AttemptDetails
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
+from resilientrpc._event_listeners import EventCallback, EventListeners
 from resilientrpc._methods import (
     EndpointTransport,
     Invoke,
@@ -120,6 +121,16 @@ async def _disconnect(endpoint: Endpoint, control: grpc.aio.Channel) -> None:
     # Let the grpc channel go now: grpc.aio shuts its machinery down with the last
     # channel, and a channel kept alive past its event loop ties grpc to that loop.
     endpoint.transport = None
+
+
+def _call_soon(function: Callable[[], object]) -> None:
+    """Run ``function`` soon on the running loop (the channel's), else at once."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        function()
+        return
+    loop.call_soon(function)
 
 
 #: Shutdowns of collected channels, referenced until they finish.
@@ -351,6 +362,8 @@ class ResilientChannel(grpc.aio.Channel):
             health_check=core.config.health_check,
             outliers=core.config.effective_outlier_detection,
         )
+        self._event_listeners = EventListeners(_call_soon)
+        self._balancer.add_event_listener(self._event_listeners.on_event)
         self._started = False
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -481,6 +494,20 @@ class ResilientChannel(grpc.aio.Channel):
                 raise grpc.aio.UsageError("Channel is closed.")
             await self.wait_for_state_change(state)
             state = self.get_state(try_to_connect=True)
+
+    def add_event_listener(self, callback: EventCallback) -> None:
+        """Call ``callback(event)`` with every endpoint transition, as it happens.
+
+        The events of :meth:`resilientrpc.ResilientChannel.add_event_listener`. Callbacks
+        run in order on the channel's event loop, each from its own ``call_soon`` (never
+        inside the balancer), so one may call the channel or schedule ``close()``; one
+        that raises is logged and the others still run.
+        """
+        self._event_listeners.add(callback)
+
+    def remove_event_listener(self, callback: EventCallback) -> None:
+        """Stop calling ``callback`` (added with :meth:`add_event_listener`)."""
+        self._event_listeners.remove(callback)
 
     # -- status and lifetime ------------------------------------------------------------
     def endpoints(self) -> list[EndpointStatus]:

@@ -1,0 +1,58 @@
+"""A channel's event listeners: user callbacks told of every endpoint transition.
+
+Both channels' ``add_event_listener`` / ``remove_event_listener`` keep their callbacks
+here. The balancer hands each :class:`~resilientrpc.events.EndpointEvent` to
+:meth:`EventListeners.on_event` on the channel's background loop, in the middle of a
+state change; that only queues the delivery with the channel's ``schedule`` (the sync
+channel's callback thread, the asyncio channel's ``loop.call_soon``), so user code never
+runs inside the balancer and may call, subscribe to or close the channel.
+
+Re-entrancy: a callback may be the last reference to an object whose finaliser removes
+it, so the table is replaced (copy on write) and the old one let go outside ``_lock``;
+callbacks run outside it. A callback that raises is logged and the others still run.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+
+from resilientrpc._calls import guarded
+from resilientrpc.events import EndpointEvent
+
+__all__ = ["EventCallback", "EventListeners"]
+
+EventCallback = Callable[[EndpointEvent], object]
+
+
+class EventListeners:
+    """The callbacks of one channel; ``schedule(fn)`` runs ``fn`` where user code may run."""
+
+    def __init__(self, schedule: Callable[[Callable[[], object]], object]) -> None:
+        self._schedule = schedule
+        self._lock = threading.Lock()
+        self._callbacks: tuple[EventCallback, ...] = ()
+
+    def add(self, callback: EventCallback) -> None:
+        with self._lock:
+            old, self._callbacks = self._callbacks, (*self._callbacks, callback)
+        del old
+
+    def remove(self, callback: EventCallback) -> None:
+        """Stop telling ``callback`` (one registration of it); unknown ones are ignored."""
+        with self._lock:
+            old = self._callbacks
+            if callback in old:
+                index = old.index(callback)
+                self._callbacks = old[:index] + old[index + 1 :]
+        del old  # may hold the last reference to a callback: let it go outside the lock
+
+    def on_event(self, event: EndpointEvent) -> None:
+        """The balancer's event listener: queue ``event`` for the callbacks."""
+        if self._callbacks:
+            self._schedule(functools.partial(self._deliver, event))
+
+    def _deliver(self, event: EndpointEvent) -> None:
+        for callback in self._callbacks:  # those registered now: a removed one is not told
+            guarded(callback, event)
