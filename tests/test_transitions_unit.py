@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from resilientrpc import events
-from resilientrpc.balancer import SLOW_START_MIN_WEIGHT, Balancer
+from resilientrpc.balancer import SLOW_START_MIN_WEIGHT, Balancer, _slow_start_chooser
 from resilientrpc.endpoint import Endpoint, Outcome
 from resilientrpc.events import EndpointEvent
 from resilientrpc.picker import Picker
@@ -278,3 +278,187 @@ def test_take_window_returns_and_resets_the_counts() -> None:
     assert (successes, failures) == (3, 1)
     assert latency_sum == pytest.approx(0.009)
     assert endpoint.take_window() == (0, 0, 0.0)
+
+
+# -- exact records (each field of each event; mutation testing found these loose) ---------
+
+
+def test_every_transition_records_one_exact_event(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock(now=50.0)
+    balancer, seen = ready_balancer(2, clock=clock)
+    first = balancer.endpoints[0]
+    seen.clear()
+    caplog.set_level("INFO", logger="resilientrpc.events")
+    clock.now = 51.0
+    balancer.set_state(first, C.TRANSIENT_FAILURE, "refused")
+    balancer.set_state(first, C.READY)
+    assert balancer.eject(first, "5 consecutive failures")
+    assert first.ejected is True and first.half_open is False
+    balancer.half_open(first, "ejection time over")
+    assert first.ejected is False and first.half_open is True
+    balancer.readmit(first, "trials passed")
+    assert first.ejected is False and first.half_open is False
+    wall = 1_700_000_000.0
+    address = first.address
+    assert seen == [
+        EndpointEvent(events.CONNECTIVITY, address, "TRANSIENT_FAILURE: refused", wall, 51.0),
+        EndpointEvent(events.CONNECTIVITY, address, "READY", wall, 51.0),
+        EndpointEvent(events.EJECTED, address, "5 consecutive failures", wall, 51.0),
+        EndpointEvent(events.HALF_OPEN, address, "ejection time over", wall, 51.0),
+        EndpointEvent(events.READMITTED, address, "trials passed", wall, 51.0),
+    ]
+    assert list(first.events)[-5:] == seen
+    assert [r.getMessage() for r in caplog.records if r.name == "resilientrpc.events"] == [
+        f"{address} connectivity: TRANSIENT_FAILURE: refused",
+        f"{address} connectivity: READY",
+        f"{address} ejected: 5 consecutive failures",
+        f"{address} half_open: ejection time over",
+        f"{address} readmitted: trials passed",
+    ]
+
+
+def test_connectivity_events_only_into_or_out_of_ready() -> None:
+    balancer, seen = ready_balancer(1)
+    (endpoint,) = balancer.endpoints
+    seen.clear()
+    balancer.set_state(endpoint, C.IDLE)
+    balancer.set_state(endpoint, C.CONNECTING)
+    assert [e.reason for e in seen] == ["IDLE"]  # out of READY; CONNECTING is no news
+
+
+def test_a_channel_wide_event_is_logged_as_the_channels(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", logger="resilientrpc.events")
+    balancer, seen = ready_balancer(2)
+    for endpoint in balancer.endpoints:
+        balancer.set_health(endpoint, False, "NOT_SERVING")
+    balancer.set_health(balancer.endpoints[0], True, "SERVING")
+    panic = [e for e in seen if e.kind in (events.PANIC_ENTERED, events.PANIC_LEFT)]
+    assert [(e.kind, e.address, e.reason) for e in panic] == [
+        (events.PANIC_ENTERED, "", "0 of 2 endpoints available, below the panic threshold of 50 %"),
+        (events.PANIC_LEFT, "", "1 of 2 endpoints available"),
+    ]
+    messages = [r.getMessage() for r in caplog.records if r.name == "resilientrpc.events"]
+    assert "channel panic_left: 1 of 2 endpoints available" in messages
+
+
+def test_a_failing_event_listener_is_logged_and_the_others_still_hear(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    balancer, _seen = ready_balancer(1, panic_threshold=0.0)
+
+    def broken(event: EndpointEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    balancer.add_event_listener(broken)
+    later: list[EndpointEvent] = []
+    balancer.add_event_listener(later.append)
+    balancer.set_health(balancer.endpoints[0], False, "x")
+    assert [e.reason for e in later] == ["x"]
+    assert any(f"event listener {broken!r} failed" in r.getMessage() for r in caplog.records)
+    balancer.remove_event_listener(later.append)
+    balancer.remove_event_listener(later.append)  # twice: no error
+    balancer.set_health(balancer.endpoints[0], True, "y")
+    assert [e.reason for e in later] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("threshold", "available", "members", "panic"),
+    [
+        (1.0, 0, 4, True),  # any threshold above zero panics with none available
+        (50.5, 1, 2, True),  # 50 % < 50.5 %
+        (50.0, 1, 2, False),  # 50 % is not below 50 %
+        (0.0, 0, 4, False),
+    ],
+)
+def test_the_panic_threshold_boundary(
+    threshold: float, available: int, members: int, panic: bool
+) -> None:
+    balancer, _seen = ready_balancer(members, panic_threshold=threshold)
+    for endpoint in balancer.endpoints[available:]:
+        balancer.set_health(endpoint, False, "NOT_SERVING")
+    assert balancer.panic is panic
+
+
+def test_defaults_no_slow_start_no_streak_observer() -> None:
+    heard: list[object] = []
+    balancer = Balancer(RoundRobinStrategy(rng=random.Random(1)))
+    balancer.observer = lambda *args: heard.append(args)  # no streak_limit set
+    balancer.set_addresses(ADDRESSES[:2])
+    first, _second = balancer.endpoints
+    for endpoint in balancer.endpoints:
+        balancer.set_state(endpoint, C.READY)
+    balancer.set_health(first, False, "x")
+    balancer.set_health(first, True, "y")  # back: no ramp by default
+    assert picked(balancer.picker, 100)[first.address] == 50
+    for _ in range(3):
+        first.begin()
+        first.record(Outcome(grpc.StatusCode.UNAVAILABLE, 0.001))
+    assert heard == []
+
+
+class CancellableTimers:
+    def __init__(self) -> None:
+        self.scheduled: list[tuple[float, object]] = []
+        self.cancelled: list[int] = []
+
+    def __call__(self, delay: float, function: object) -> object:
+        index = len(self.scheduled)
+        self.scheduled.append((delay, function))
+        outer = self
+
+        class Handle:
+            def cancel(self) -> None:
+                outer.cancelled.append(index)
+
+        return Handle()
+
+
+def test_slow_start_keeps_one_timer_for_the_earliest_end_and_it_rebuilds() -> None:
+    clock = Clock()
+    timers = CancellableTimers()
+    balancer, _seen = ready_balancer(3, slow_start_window=10.0, clock=clock)
+    balancer.start(timers)
+    first, second, _third = balancer.endpoints
+    balancer.set_health(first, False, "x")
+    balancer.set_health(first, True, "y")  # first ramps from 100.0
+    clock.now += 4.0
+    balancer.set_health(second, False, "x")  # rebuilds: the pending timer is replaced
+    balancer.set_health(second, True, "y")
+    delays = [delay for delay, _function in timers.scheduled]
+    assert delays[0] == pytest.approx(10.001)
+    assert delays[-1] == pytest.approx(6.001)  # the earliest end: first's, 6 s away
+    assert timers.cancelled == list(range(len(timers.scheduled) - 1))
+    clock.now += 6.5  # first is done ramping, second is not
+    rebuild = timers.scheduled[-1][1]
+    assert callable(rebuild)
+    rebuild()
+    assert timers.scheduled[-1][0] == pytest.approx(10.0 - 6.5 + 0.001)
+
+
+def test_slow_start_ends_exactly_at_the_window() -> None:
+    clock = Clock()
+    balancer, _seen = ready_balancer(2, slow_start_window=10.0, clock=clock)
+    first = balancer.endpoints[0]
+    balancer.set_health(first, False, "x")
+    balancer.set_health(first, True, "y")
+    clock.now += 10.0
+    balancer.rebuild()
+    assert picked(balancer.picker, 100)[first.address] == 50
+
+
+def test_slow_start_passes_the_calls_metadata_to_the_strategy() -> None:
+    seen_metadata: list[object] = []
+    clock = Clock()
+    first = Endpoint(ADDRESSES[0], clock=clock)
+
+    def recording(metadata: object) -> Endpoint | None:
+        seen_metadata.append(metadata)
+        return first
+
+    ramped = _slow_start_chooser(recording, {first: clock.now}, 10.0, clock, random.Random(5))
+    for _ in range(20):
+        ramped((("k", "v"),))
+    assert seen_metadata and all(m == (("k", "v"),) for m in seen_metadata)
+    assert len(seen_metadata) > 20  # some picks were tried again, with the same metadata
