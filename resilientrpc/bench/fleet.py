@@ -71,6 +71,11 @@ class Fleet:
         return [server.address for server in self._servers]
 
     @property
+    def processes(self) -> list[BackendProcess]:
+        """The child processes, in the order of ``names`` (``mode="process"`` only)."""
+        return [server for server in self._servers if isinstance(server, BackendProcess)]
+
+    @property
     def names(self) -> list[str]:
         """The names replies carry, in order."""
         return [server.name for server in self._servers]

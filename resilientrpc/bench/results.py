@@ -23,6 +23,7 @@ __all__ = [
     "percentile",
     "ratio",
     "summarize",
+    "with_unit",
 ]
 
 
@@ -30,12 +31,16 @@ __all__ = [
 class Goal:
     """What a ratio should be: ``<= limit`` or ``>= limit``.
 
-    >>> at_most(1.15).met(1.1), str(at_most(1.15))
-    (True, '<= 1.15x')
+    ``unit`` is ``"x"`` for a ratio; a few fault-detection rows count things (threads,
+    calls) or compare with a configured time, and say so.
+
+    >>> at_most(1.15).met(1.1), str(at_most(1.15)), str(at_most(4, "threads"))
+    (True, '<= 1.15x', '<= 4 threads')
     """
 
     op: Literal["<=", ">="]
     limit: float
+    unit: str = "x"
 
     def met(self, value: float) -> bool:
         """Whether ``value`` meets the goal (a NaN never does)."""
@@ -44,17 +49,29 @@ class Goal:
         return value <= self.limit if self.op == "<=" else value >= self.limit
 
     def __str__(self) -> str:
-        return f"{self.op} {self.limit:g}x"
+        return f"{self.op} {with_unit(self.limit, self.unit)}"
 
 
-def at_most(limit: float) -> Goal:
+def at_most(limit: float, unit: str = "x") -> Goal:
     """The goal ``ratio <= limit``."""
-    return Goal("<=", limit)
+    return Goal("<=", limit, unit)
 
 
-def at_least(limit: float) -> Goal:
+def at_least(limit: float, unit: str = "x") -> Goal:
     """The goal ``ratio >= limit``."""
-    return Goal(">=", limit)
+    return Goal(">=", limit, unit)
+
+
+def with_unit(value: float, unit: str) -> str:
+    """``value`` followed by its unit: ``1.15x``, ``25%``, ``1.7 s``, ``3 threads``.
+
+    >>> with_unit(1.15, "x"), with_unit(25.0, "%"), with_unit(1.7, "s"), with_unit(3.0, "threads")
+    ('1.15x', '25%', '1.7 s', '3 threads')
+    """
+    if unit == "x":
+        return f"{value:g}x"
+    number = f"{value:,.{3 if unit == 's' else 2}f}".rstrip("0").rstrip(".")
+    return f"{number}{unit}" if unit == "%" else f"{number} {unit}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +89,8 @@ class Row:
     value: float
     goal: Goal | None = None
     context: str = ""
+    #: ``"x"`` for a ratio (the usual case), else what the value counts.
+    unit: str = "x"
 
     @property
     def verdict(self) -> str:
@@ -85,6 +104,8 @@ class Row:
         """The value as the table shows it."""
         if math.isnan(self.value):
             return "n/a"
+        if self.unit != "x":
+            return with_unit(self.value, self.unit)
         if self.goal is not None and round(self.value, 2) == self.goal.limit:
             return f"{self.value:.3f}x"  # two decimals would hide which side of the goal
         return f"{self.value:.2f}x"

@@ -13,6 +13,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import os
 import platform
 import sys
@@ -20,6 +21,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -27,7 +29,21 @@ from resilientrpc._argtypes import add_bounded
 from resilientrpc.bench import network
 from resilientrpc.bench.aio_driver import AioDriver, aio_twin_available
 from resilientrpc.bench.drivers import Driver, SyncDriver
+from resilientrpc.bench.faults import (
+    FULL_FAULTS,
+    QUICK_FAULTS,
+    event_rows,
+    fast_failing,
+    measure_events,
+    slow_floor,
+)
 from resilientrpc.bench.fleet import BACKEND_MODES, BackendMode, Fleet
+from resilientrpc.bench.footprint import (
+    FOOTPRINT_SIZES,
+    QUICK_FOOTPRINT_SIZES,
+    footprint_rows,
+    measure_footprint,
+)
 from resilientrpc.bench.pick_cost import (
     DEFAULT_SIZES,
     PICK_COST_GOAL,
@@ -39,6 +55,7 @@ from resilientrpc.bench.results import Row
 from resilientrpc.testing import Faults
 
 __all__ = [
+    "DEFAULT_SCENARIOS",
     "FULL_BUDGET",
     "FULL_PICKS",
     "QUICK_BUDGET",
@@ -50,7 +67,9 @@ __all__ = [
     "main",
 ]
 
-SCENARIOS = ("latency", "throughput", "slow", "pick")
+SCENARIOS = ("latency", "throughput", "slow", "pick", "faults")
+#: What runs without --scenario: all but the fault scenarios (those take minutes more).
+DEFAULT_SCENARIOS = ("latency", "throughput", "slow", "pick")
 TWINS = ("sync", "aio", "both")
 #: Extra latency of the slow backend in scenario 3, seconds.
 SLOW_LATENCY = 0.02
@@ -103,6 +122,12 @@ def _epilog() -> str:
         f"  pick        cost of picker.pick() + done() at {sizes} endpoints, no network;",
         f"              goal: each size over the smallest {PICK_COST_GOAL}; ignores --calls and",
         "              --seconds",
+        "  faults      only when asked for (~3 min; ~1 min with --quick): with health checking,",
+        "              vs grpcio's native round_robin + healthCheckConfig: one of 3 backends",
+        "              SIGSTOPped, killed, NOT_SERVING then SERVING; a fast-failing and a slow",
+        "              backend under least_request / peak_ewma; threads, memory and fds at",
+        "              10, 100, 1000 endpoints (see docs/benchmarks.md); ignores --calls,",
+        "              --seconds and --backends",
         "",
         "budgets per measured variant:",
         f"  full run: {_describe(FULL_BUDGET, FULL_PICKS)}",
@@ -176,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--scenario",
         action="append",
         choices=SCENARIOS,
-        help="run only this scenario; repeatable (default: all, see below)",
+        help="run only this scenario; repeatable (default: all but faults, see below)",
     )
     parser.add_argument(
         "--backends",
@@ -312,6 +337,34 @@ def _run_network(
         )
 
 
+def _run_faults(run: _Run, twins: Sequence[str], args: argparse.Namespace) -> None:
+    """The fault-detection scenarios (6a-6f), every twin next to native round_robin."""
+    budget = QUICK_FAULTS if args.quick else FULL_FAULTS
+    variants: list[Any] = ["native", *twins]
+    run.scenario(
+        "fault events: SIGSTOP, kill -9, NOT_SERVING (native, " + ", ".join(twins) + ")",
+        lambda: event_rows(measure_events(variants, budget)),
+    )
+    for twin in twins:
+        driver = _driver(twin, args.seed)
+        try:
+            run.scenario(
+                f"fast-failing backend ({twin})",
+                functools.partial(fast_failing, driver, budget, mode="process"),
+            )
+            run.scenario(
+                f"slow backend vs floor ({twin})",
+                functools.partial(slow_floor, driver, budget, mode="process"),
+            )
+        finally:
+            driver.shutdown()
+    sizes = QUICK_FOOTPRINT_SIZES if args.quick else FOOTPRINT_SIZES
+    run.scenario(
+        "footprint: threads, memory, fds per endpoint",
+        lambda: footprint_rows(measure_footprint(variants, sizes)),
+    )
+
+
 def _notes(
     args: argparse.Namespace, twins: Sequence[str], run: _Run, skipped_aio: bool
 ) -> list[str]:
@@ -342,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     budget = _budget(args)
-    scenarios = tuple(args.scenario) if args.scenario else SCENARIOS
+    scenarios = tuple(args.scenario) if args.scenario else DEFAULT_SCENARIOS
     aio_available = aio_twin_available()
     if args.twin == "aio" and not aio_available:
         print("resilientrpc.aio is not available: cannot measure the aio twin", file=sys.stderr)
@@ -353,7 +406,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped_aio = args.twin == "both" and not aio_available
     run = _Run()
     picks, rounds = QUICK_PICKS if args.quick else FULL_PICKS
-    network_scenarios = [name for name in scenarios if name != "pick"]
+    network_scenarios = [name for name in scenarios if name not in ("pick", "faults")]
     with contextlib.ExitStack() as stack:
         fleets = _Fleets(args.backends, stack)
         for index, twin in enumerate(twins):
@@ -370,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         measure_pick_cost(picks=picks, rounds=rounds, seed=args.seed)
                     ),
                 )
+    if "faults" in scenarios:
+        _run_faults(run, twins, args)
     run.progress("done")
     if skipped_aio:
         print(
