@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -35,9 +36,10 @@ from resilientrpc.config import (
     SuccessRateEjection,
     WeightedRoundRobin,
     _schema,
+    outlier,
     parse_service_config,
 )
-from resilientrpc.config._schema import Kind
+from resilientrpc.config._schema import Field, Kind
 from tests.fakes import Clock
 from tests.test_config_errors import (
     test_bad_config_names_the_path_and_says_what_was_expected as check_bad_config,
@@ -947,3 +949,48 @@ def test_ok_is_refused_in_words_that_fit_the_role(kind: str, message: str) -> No
     with pytest.raises(ConfigError) as info:
         KINDS[kind]().convert(["UNAVAILABLE", "OK"], "p")
     assert (info.value.path, info.value.message) == ("p[1]", message)
+
+
+def test_the_fields_both_a50_algorithms_share_are_read_by_name() -> None:
+    first = Field("threshold", "threshold", _schema.integer_kind(minimum=0))
+    table = outlier._a50_fields(first)
+    assert table[0] is first
+    assert not any(row.required for row in table)
+    raw = {"threshold": 1, "enforcementPercentage": 2, "minimumHosts": 0, "requestVolume": 1}
+    assert _schema.read_fields(raw, "p", table, "x") == {
+        "threshold": 1,
+        "enforcement_percentage": 2,
+        "minimum_hosts": 0,
+        "request_volume": 1,
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("enforcementPercentage", 101, "an integer from 0 to 100"),
+        ("enforcementPercentage", -1, "an integer from 0 to 100"),
+        ("minimumHosts", 4294967296, "an integer from 0 to 4294967295"),
+        ("requestVolume", 0, "an integer from 1 to 4294967295"),
+    ],
+)
+def test_the_shared_a50_fields_keep_their_limits(field: str, value: int, expected: str) -> None:
+    table = outlier._a50_fields(Field("threshold", "threshold", _schema.integer_kind(minimum=0)))
+    with pytest.raises(ConfigError) as info:
+        _schema.read_fields({field: value}, "p", table, "x")
+    assert (info.value.path, info.value.message) == (
+        f"p.{field}",
+        f"expected {expected}, found the number {value}",
+    )
+
+
+def test_the_readme_example_of_these_settings_parses_to_its_defaults() -> None:
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    section = text[text.index("### Fault-detection settings") :]
+    start = section.index("```json\n") + len("```json\n")
+    block = section[start : section.index("\n```", start)]
+    config = parse_service_config(block)
+    assert config.health_check == HealthCheckConfig(service_name="")
+    assert config.load_balancing == LeastRequest()
+    assert config.outlier_detection == OutlierDetection(consecutive_failures=ConsecutiveFailures())
+    assert config.common_lb == CommonLbConfig()
