@@ -889,6 +889,7 @@ def test_the_child_policy_is_the_strategy_and_the_settings_run(
 # are built at import, so the new kind options are also checked on kinds built here)
 
 KINDS: dict[str, Callable[[], Kind]] = {
+    "dur": _schema.duration_kind,
     "dur_min": lambda: _schema.duration_kind(at_least=0.01),
     "dur_min_pos": lambda: _schema.duration_kind(positive=True, at_least=0.5),
     "dur_pos": lambda: _schema.duration_kind(positive=True),
@@ -994,3 +995,19 @@ def test_the_readme_example_of_these_settings_parses_to_its_defaults() -> None:
     assert config.load_balancing == LeastRequest()
     assert config.outlier_detection == OutlierDetection(consecutive_failures=ConsecutiveFailures())
     assert config.common_lb == CommonLbConfig()
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("dur", "a duration, like '1.5s'"),
+        ("dur_pos", "a duration > 0s, like '1.5s'"),
+        ("dur_min", "a duration >= 0.01s, like '1.5s'"),
+        ("dur_min_pos", "a duration >= 0.5s, like '1.5s'"),
+        ("codes_ne", 'a non-empty array of failure status codes, like ["UNAVAILABLE"]'),
+        ("codes", 'an array of retryable status codes, like ["UNAVAILABLE"]'),
+    ],
+)
+def test_each_kind_says_what_it_expects(kind: str, expected: str) -> None:
+    """What a "field is required" message says it expected."""
+    assert KINDS[kind]().expected == expected
