@@ -1,5 +1,7 @@
-"""The whole service config: ``retryThrottling``, ``healthCheckConfig``, the top-level
-object, and reading it from a mapping, JSON text or a file.
+"""The whole service config: ``retryThrottling``, ``healthCheckConfig`` (with the
+heartbeat's ``interval`` and ``timeout``), the top-level object (``commonLbConfig``'s
+table is in :mod:`resilientrpc.config.outlier`), and reading it from a mapping, JSON
+text or a file.
 
 JSON text is read with guards: duplicate field names, ``NaN`` / ``Infinity`` literals,
 nesting too deep for the parser and integers too long to convert are all refused (or,
