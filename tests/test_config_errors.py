@@ -62,8 +62,8 @@ BAD_CONFIGS = [
         (
             "unknown field 'methodconfig' in the service config; allowed "
             "fields: 'loadBalancingConfig', 'loadBalancingPolicy', "
-            "'methodConfig', 'retryThrottling', 'healthCheckConfig'. did you "
-            "mean 'methodConfig'?"
+            "'methodConfig', 'retryThrottling', 'healthCheckConfig', "
+            "'commonLbConfig'. did you mean 'methodConfig'?"
         ),
         id="top-unknown",
     ),
@@ -73,7 +73,7 @@ BAD_CONFIGS = [
         (
             "unknown field 'zzz' in the service config; allowed fields: "
             "'loadBalancingConfig', 'loadBalancingPolicy', 'methodConfig', "
-            "'retryThrottling', 'healthCheckConfig'."
+            "'retryThrottling', 'healthCheckConfig', 'commonLbConfig'."
         ),
         id="top-unknown-far",
     ),
@@ -656,7 +656,7 @@ BAD_CONFIGS = [
         "healthCheckConfig.service",
         (
             "unknown field 'service' in a health check config; allowed fields: "
-            "'serviceName'. did you mean 'serviceName'?"
+            "'serviceName', 'interval', 'timeout'. did you mean 'serviceName'?"
         ),
         id="hc-unknown",
     ),
@@ -672,7 +672,8 @@ BAD_CONFIGS = [
         (
             "expected at least one supported policy (pick_first, round_robin, "
             "weighted_round_robin, least_request, least_request_experimental, "
-            "peak_ewma, random, ring_hash, ring_hash_experimental), found an "
+            "peak_ewma, random, ring_hash, ring_hash_experimental, "
+            "outlier_detection, outlier_detection_experimental), found an "
             "empty array."
         ),
         id="lbc-empty",
@@ -701,7 +702,8 @@ BAD_CONFIGS = [
         (
             "expected at least one supported policy (pick_first, round_robin, "
             "weighted_round_robin, least_request, least_request_experimental, "
-            "peak_ewma, random, ring_hash, ring_hash_experimental), found "
+            "peak_ewma, random, ring_hash, ring_hash_experimental, "
+            "outlier_detection, outlier_detection_experimental), found "
             "'round_robn', 'xds'. did you mean 'round_robin'?"
         ),
         id="lbc-unknown-names",

@@ -4,8 +4,11 @@ This package owns the one translation from configuration text to policy values. 
 is a gRPC service config (a mapping, JSON text or a path to a JSON file) and means exactly
 what it means in gRPC (gRFC A6 retries, hedging and ``retryThrottling``; A17
 ``healthCheckConfig``; A58 ``weighted_round_robin``; A48 ``least_request``; A42/A76
-``ring_hash``), plus a few camelCase extensions that gRPC lacks (the ``peak_ewma`` and
-``random`` policies, static ``weights`` for ``weighted_round_robin``).
+``ring_hash``; A50 ``outlier_detection``), plus a few camelCase extensions that gRPC
+lacks (the ``peak_ewma`` and ``random`` policies, static ``weights`` for
+``weighted_round_robin``, the heartbeat's ``interval`` and ``timeout`` in
+``healthCheckConfig``, more ejection algorithms in ``outlier_detection``, and
+``commonLbConfig``'s panic threshold and slow start).
 
 Everything is checked before anything starts: the first invalid value raises one
 :class:`~resilientrpc.errors.ConfigError` whose ``path`` is the JSON path of the field
@@ -21,6 +24,10 @@ Where this differs from gRPC on purpose:
   is rejected.
 * Unknown field names are errors (gRPC ignores them), and so is a ``methodConfig`` entry
   without names (gRPC skips it): both are almost always typos.
+* A setting that would not take effect is an error: ``healthCheckConfig``'s ``interval``
+  or ``timeout`` without ``serviceName``, ``outlier_detection`` settings without any
+  ejection algorithm. ``outlier_detection``'s ``interval`` must be > 0 and its
+  ``maxEjectionTime`` at least ``baseEjectionTime``; every ``requestVolume`` is >= 1.
 * Only integers that proto3 writes as 64-bit (``maxRequestMessageBytes``,
   ``maxResponseMessageBytes``, ``choiceCount``, ``minRingSize``, ``maxRingSize``) may be
   given as decimal strings; everywhere else a number must be a JSON number.
@@ -29,8 +36,9 @@ Where this differs from gRPC on purpose:
   :data:`MAX_BACKOFF_MULTIPLIER`, static weights at most :data:`MAX_STATIC_WEIGHT`.
 
 Modules: ``_schema`` (kinds, field tables, paths, messages, durations, status codes),
-``balancing`` (``loadBalancingConfig``), ``methods`` (``methodConfig``), ``service``
-(``retryThrottling``, ``healthCheckConfig``, the whole config and reading it). Adding a
+``balancing`` (``loadBalancingConfig``), ``outlier`` (``outlier_detection``'s settings and
+``commonLbConfig``), ``methods`` (``methodConfig``), ``service`` (``retryThrottling``,
+``healthCheckConfig``, the whole config and reading it). Adding a
 field is one line in the table of its object plus the attribute on its value class.
 
 >>> config = parse_service_config('{"loadBalancingConfig": [{"least_request": {}}]}')
@@ -85,6 +93,7 @@ from resilientrpc.config.methods import (
 )
 from resilientrpc.config.outlier import (
     PEAK_EWMA_OUTLIERS,
+    UINT32_MAX,
     CommonLbConfig,
     ConsecutiveFailures,
     FailurePercentageEjection,
@@ -96,6 +105,7 @@ from resilientrpc.config.service import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
     MAX_RETRY_TOKENS,
+    MIN_HEARTBEAT_INTERVAL,
     TOKEN_RATIO_DECIMALS,
     HealthCheckConfig,
     RetryThrottling,
@@ -126,11 +136,13 @@ __all__ = [
     "MAX_WAIT_SECONDS",
     "MIN_ATTEMPTS",
     "MIN_CHOICE_COUNT",
+    "MIN_HEARTBEAT_INTERVAL",
     "MIN_WEIGHT_UPDATE_PERIOD",
     "PEAK_EWMA_OUTLIERS",
     "RING_SIZE_LIMIT",
     "SUPPORTED_POLICIES",
     "TOKEN_RATIO_DECIMALS",
+    "UINT32_MAX",
     "CommonLbConfig",
     "ConsecutiveFailures",
     "FailurePercentageEjection",

@@ -390,16 +390,23 @@ def parse_duration(value: object, path: str) -> float:
     return float(Decimal(f"{whole}.{fraction or '0'}"))
 
 
-def duration_kind(*, positive: bool = False, clamp_below: float | None = None) -> Kind:
-    """A duration; ``positive`` forbids ``0s``; values below ``clamp_below`` become it.
+def duration_kind(
+    *, positive: bool = False, at_least: float = 0.0, clamp_below: float | None = None
+) -> Kind:
+    """A duration; ``positive`` forbids ``0s``, ``at_least`` anything shorter; values
+    below ``clamp_below`` become it.
 
     Values above :data:`MAX_WAIT_SECONDS` become it.
     """
-    expected = "a duration > 0s, like '1.5s'" if positive else "a duration, like '1.5s'"
+    expected = "a duration, like '1.5s'"
+    if at_least > 0:
+        expected = f"a duration >= {at_least:g}s, like '1.5s'"
+    elif positive:
+        expected = "a duration > 0s, like '1.5s'"
 
     def convert(value: object, path: str) -> float:
         seconds = parse_duration(value, path)
-        if positive and seconds <= 0:
+        if (positive and seconds <= 0) or seconds < at_least:
             raise mismatch(path, expected, value)
         if clamp_below is not None and seconds < clamp_below:
             return clamp_below
@@ -443,18 +450,23 @@ def parse_status_code(value: object, path: str) -> grpc.StatusCode:
     return found
 
 
-def codes_kind(*, role: str) -> Kind:
+def codes_kind(*, role: str, non_empty: bool = False) -> Kind:
     """A JSON array of status codes other than OK, as a frozen set."""
     expected = f'an array of {role} status codes, like ["UNAVAILABLE"]'
+    if non_empty:
+        expected = "a non-empty " + expected.removeprefix("an ")
 
     def convert(value: object, path: str) -> frozenset[grpc.StatusCode]:
         items = expect_array(value, path, expected)
+        if non_empty and not items:
+            raise mismatch(path, expected, value)
         codes = set()
         for position, item in enumerate(items):
             item_path = f"{path}[{position}]"
             code = parse_status_code(item, item_path)
             if code is grpc.StatusCode.OK:
-                raise ConfigError(item_path, f"OK is not a failure, so it cannot be {role}")
+                also = "" if role == "failure" else f", so it cannot be {role}"
+                raise ConfigError(item_path, f"OK is not a failure{also}")
             codes.add(code)
         return frozenset(codes)
 

@@ -14,6 +14,11 @@ Limits on numbers (beyond gRPC's own):
   the target is ``dns:///``, whose resolved ``ip:port`` addresses the keys then match;
 * ``choiceCount`` above :data:`MAX_CHOICE_COUNT` is clamped to it, as in gRPC, with a
   warning on the ``resilientrpc.config`` logger naming the path and the value.
+
+``outlier_detection`` (A50; also ``outlier_detection_experimental``) is a row too: it
+wraps the first supported policy of its ``childPolicy`` (which cannot be another
+``outlier_detection``), and the selection is a :class:`BalancingChoice` of the child and
+the wrapper's :class:`~resilientrpc.config.outlier.OutlierDetection`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ from resilientrpc.config._schema import (
     number_kind,
     read_fields,
 )
+from resilientrpc.config.outlier import (
+    OUTLIER_DETECTION_FIELDS,
+    OutlierDetection,
+    build_outlier_detection,
+)
 from resilientrpc.errors import ConfigError
 from resilientrpc.targets import join_address, parse_address
 
@@ -59,6 +69,7 @@ __all__ = [
     "MIN_WEIGHT_UPDATE_PERIOD",
     "RING_SIZE_LIMIT",
     "SUPPORTED_POLICIES",
+    "BalancingChoice",
     "LeastRequest",
     "LoadBalancingPolicy",
     "PeakEwma",
@@ -238,6 +249,16 @@ LoadBalancingPolicy: TypeAlias = (
     PickFirst | RoundRobin | WeightedRoundRobin | LeastRequest | PeakEwma | Random | RingHash
 )
 
+
+@dataclass(frozen=True, slots=True)
+class BalancingChoice:
+    """What ``loadBalancingConfig`` selects: the policy, and the outlier detection
+    wrapping it (None without an ``outlier_detection`` entry)."""
+
+    policy: LoadBalancingPolicy
+    outlier_detection: OutlierDetection | None = None
+
+
 #: The policy used when the config names none. gRPC's default is ``pick_first``; ours is
 #: ``round_robin`` because spreading calls is what this library is for.
 DEFAULT_LOAD_BALANCING: LoadBalancingPolicy = RoundRobin()
@@ -354,9 +375,15 @@ class _Policy:
     """A supported ``loadBalancingConfig`` entry: its field table and how to build it."""
 
     fields: tuple[Field, ...]
-    build: Callable[[dict[str, Any], str], LoadBalancingPolicy]
+    build: Callable[[dict[str, Any], str], LoadBalancingPolicy | BalancingChoice]
     #: Whether the policy cannot run on defaults alone (so not via ``loadBalancingPolicy``).
     needs_config: bool = False
+    #: Whether the policy wraps a child policy (and so cannot be a child of another).
+    wraps: bool = False
+
+    def choose(self, values: dict[str, Any], path: str) -> BalancingChoice:
+        built = self.build(values, path)
+        return built if isinstance(built, BalancingChoice) else BalancingChoice(built)
 
 
 _RING_HASH = _Policy(
@@ -371,6 +398,30 @@ _RING_HASH = _Policy(
 _LEAST_REQUEST = _Policy(
     (Field("choiceCount", "choice_count", _CHOICE_COUNT),),
     lambda v, _p: LeastRequest(**v),
+)
+
+
+def _build_outlier_detection(values: dict[str, Any], path: str) -> BalancingChoice:
+    chosen: BalancingChoice = values.pop("child_policy")
+    return BalancingChoice(chosen.policy, build_outlier_detection(values, path))
+
+
+_OUTLIER_DETECTION = _Policy(
+    (
+        *OUTLIER_DETECTION_FIELDS,
+        Field(
+            "childPolicy",
+            "child_policy",
+            Kind(
+                'an array of child policies, like [{"round_robin": {}}]',
+                lambda value, path: _select(value, path, child_of="outlier_detection"),
+            ),
+            required=True,
+        ),
+    ),
+    _build_outlier_detection,
+    needs_config=True,
+    wraps=True,
 )
 
 _POLICIES: dict[str, _Policy] = {
@@ -407,18 +458,22 @@ _POLICIES: dict[str, _Policy] = {
     "random": _Policy((), lambda v, _p: Random()),
     "ring_hash": _RING_HASH,
     "ring_hash_experimental": _RING_HASH,
+    "outlier_detection": _OUTLIER_DETECTION,
+    "outlier_detection_experimental": _OUTLIER_DETECTION,
 }
 
 #: The policy names accepted in ``loadBalancingConfig``, aliases included.
 SUPPORTED_POLICIES: tuple[str, ...] = tuple(_POLICIES)
 
 
-def _load_balancing_config(value: object, path: str) -> LoadBalancingPolicy:
-    """The first supported entry of ``loadBalancingConfig``; unknown names are skipped.
+def _select(value: object, path: str, *, child_of: str | None = None) -> BalancingChoice:
+    """The first supported entry of ``loadBalancingConfig`` (or of the ``childPolicy`` of
+    the policy ``child_of``); unknown names are skipped.
 
     As in gRPC, entries are looked at in order up to the first supported one, whose config
     must be valid; entries after it are not looked at.
     """
+    supported = [name for name, row in _POLICIES.items() if not (child_of and row.wraps)]
     entries = expect_array(value, path, 'an array of {"policy_name": {config}} objects')
     seen: list[str] = []
     for position, entry in enumerate(entries):
@@ -435,18 +490,23 @@ def _load_balancing_config(value: object, path: str) -> LoadBalancingPolicy:
             seen.append(name)
             continue
         policy_path = child(entry_path, name)
+        if child_of is not None and policy.wraps:
+            raise ConfigError(
+                policy_path,
+                f"expected a child policy for {child_of}, found {name}: one {child_of} "
+                "cannot wrap another; give all its settings in one",
+            )
         values = read_fields(config, policy_path, policy.fields, f"the {name} config")
-        return policy.build(values, policy_path)
-    hints = "".join(did_you_mean(name, SUPPORTED_POLICIES) for name in seen)
+        return policy.choose(values, policy_path)
+    hints = "".join(did_you_mean(name, supported) for name in seen)
     found = ", ".join(repr(name) for name in seen) or "an empty array"
     raise ConfigError(
         path,
-        f"expected at least one supported policy ({', '.join(SUPPORTED_POLICIES)}), "
-        f"found {found}.{hints}",
+        f"expected at least one supported policy ({', '.join(supported)}), found {found}.{hints}",
     )
 
 
-def _load_balancing_policy(value: object, path: str) -> LoadBalancingPolicy:
+def _load_balancing_policy(value: object, path: str) -> BalancingChoice:
     """The deprecated ``"loadBalancingPolicy": "round_robin"`` form (any case)."""
     plain = [name for name, policy in _POLICIES.items() if not policy.needs_config]
     expected = f"one of {', '.join(plain)}"
@@ -464,9 +524,9 @@ def _load_balancing_policy(value: object, path: str) -> LoadBalancingPolicy:
             f"expected {expected}, found {describe(value)}; {name} needs a config, so give "
             f'it in loadBalancingConfig: [{{"{name}": {{...}}}}]',
         )
-    return policy.build({}, path)
+    return policy.choose({}, path)
 
 
 #: The kinds of the service config's ``loadBalancingConfig`` and ``loadBalancingPolicy``.
-load_balancing_config_kind = Kind("an array of policies", _load_balancing_config)
+load_balancing_config_kind = Kind("an array of policies", _select)
 load_balancing_policy_kind = Kind("a policy name", _load_balancing_policy)

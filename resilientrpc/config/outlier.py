@@ -1,5 +1,5 @@
 """Outlier detection (gRFC A50's ``outlier_detection`` policy) and the channel-wide
-endpoint-selection settings (``commonLbConfig``): the values.
+endpoint-selection settings (``commonLbConfig``): the values and their field tables.
 
 ``outlier_detection`` (or ``outlier_detection_experimental``) wraps a child policy in
 ``loadBalancingConfig``; the parsed :class:`~resilientrpc.config.ServiceConfig` keeps the
@@ -16,14 +16,33 @@ A50's fields and defaults, plus extensions in the same style:
 * ``failureStatusCodes``: the codes that count as failures (A50 counts every non-OK
   code; the default here is the server-failure set,
   :data:`~resilientrpc.endpoint.FAILURE_CODES`, so a NOT_FOUND answer does not eject).
+
+Limits beyond A50's (durations >= 0, percentages <= 100): ``interval`` is > 0 (a sweep
+every 0 s would never rest), ``maxEjectionTime`` is at least ``baseEjectionTime``,
+every ``requestVolume`` is >= 1 (an endpoint is never judged on no calls), and the
+settings that only act on ejections (``interval``, the ejection times and percent,
+``halfOpenTrials``, ``failureStatusCodes``) are refused when no ejection algorithm is
+set, since they would not take effect. ``childPolicy`` is read by
+:mod:`resilientrpc.config.balancing`, which owns the policy table.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import grpc
+
+from resilientrpc.config._schema import (
+    Field,
+    child,
+    codes_kind,
+    duration_kind,
+    integer_kind,
+    number_kind,
+    object_kind,
+)
+from resilientrpc.errors import ConfigError
 
 __all__ = [
     "DEFAULT_BASE_EJECTION_TIME",
@@ -32,13 +51,17 @@ __all__ = [
     "DEFAULT_MAX_EJECTION_PERCENT",
     "DEFAULT_MAX_EJECTION_TIME",
     "DEFAULT_PANIC_THRESHOLD",
+    "OUTLIER_DETECTION_FIELDS",
     "PEAK_EWMA_OUTLIERS",
+    "UINT32_MAX",
     "CommonLbConfig",
     "ConsecutiveFailures",
     "FailurePercentageEjection",
     "LatencyEjection",
     "OutlierDetection",
     "SuccessRateEjection",
+    "build_outlier_detection",
+    "common_lb_config_kind",
 ]
 
 # A50's defaults.
@@ -173,3 +196,129 @@ class CommonLbConfig:
 
     healthy_panic_threshold: float = DEFAULT_PANIC_THRESHOLD
     slow_start_window: float = 0.0
+
+
+# ---------------------------------------------------------------------------- parsing
+
+#: A50's counts are ``UInt32Value``: at most this.
+UINT32_MAX = 2**32 - 1
+
+_PERCENT = integer_kind(minimum=0, maximum=100)
+_HOSTS = integer_kind(minimum=0, maximum=UINT32_MAX)
+_VOLUME = integer_kind(minimum=1, maximum=UINT32_MAX)
+
+
+def _enforcement() -> Field:
+    return Field("enforcementPercentage", "enforcement_percentage", _PERCENT)
+
+
+def _a50_fields(first: Field) -> tuple[Field, ...]:
+    """An A50 algorithm's fields: its own first, then the three both algorithms share."""
+    return (
+        first,
+        _enforcement(),
+        Field("minimumHosts", "minimum_hosts", _HOSTS),
+        Field("requestVolume", "request_volume", _VOLUME),
+    )
+
+
+_ALGORITHMS = (
+    Field(
+        "successRateEjection",
+        "success_rate_ejection",
+        object_kind(
+            "a success rate ejection config",
+            _a50_fields(
+                Field("stdevFactor", "stdev_factor", integer_kind(minimum=0, maximum=UINT32_MAX))
+            ),
+            lambda v, _p: SuccessRateEjection(**v),
+        ),
+    ),
+    Field(
+        "failurePercentageEjection",
+        "failure_percentage_ejection",
+        object_kind(
+            "a failure percentage ejection config",
+            _a50_fields(Field("threshold", "threshold", _PERCENT)),
+            lambda v, _p: FailurePercentageEjection(**v),
+        ),
+    ),
+    Field(
+        "consecutiveFailures",
+        "consecutive_failures",
+        object_kind(
+            "a consecutive failures config",
+            (Field("count", "count", integer_kind(minimum=1, maximum=UINT32_MAX)), _enforcement()),
+            lambda v, _p: ConsecutiveFailures(**v),
+        ),
+    ),
+    Field(
+        "latencyEjection",
+        "latency_ejection",
+        object_kind(
+            "a latency ejection config",
+            (
+                Field("factor", "factor", number_kind(above=1)),
+                Field("minimumDifference", "minimum_difference", duration_kind()),
+                # An endpoint is compared with its peers: two at least.
+                Field("minimumHosts", "minimum_hosts", integer_kind(minimum=2, maximum=UINT32_MAX)),
+                Field("requestVolume", "request_volume", _VOLUME),
+                _enforcement(),
+            ),
+            lambda v, _p: LatencyEjection(**v),
+        ),
+    ),
+)
+
+#: Settings that act only through ejections.
+_SETTINGS = (
+    Field("interval", "interval", duration_kind(positive=True)),
+    Field("baseEjectionTime", "base_ejection_time", duration_kind()),
+    Field("maxEjectionTime", "max_ejection_time", duration_kind()),
+    Field("maxEjectionPercent", "max_ejection_percent", _PERCENT),
+    Field("halfOpenTrials", "half_open_trials", integer_kind(minimum=1, maximum=UINT32_MAX)),
+    Field("failureStatusCodes", "failure_status_codes", codes_kind(role="failure", non_empty=True)),
+)
+
+#: The ``outlier_detection`` config's fields but ``childPolicy`` (read by the policy table).
+OUTLIER_DETECTION_FIELDS: tuple[Field, ...] = (*_SETTINGS, *_ALGORITHMS)
+
+
+def build_outlier_detection(values: dict[str, Any], path: str) -> OutlierDetection:
+    """The :class:`OutlierDetection` read with :data:`OUTLIER_DETECTION_FIELDS` at ``path``.
+
+    ``maxEjectionTime`` defaults to the larger of 300 s and ``baseEjectionTime`` (A50).
+    """
+    if not any(row.attr in values for row in _ALGORITHMS):
+        for row in _SETTINGS:
+            if row.attr in values:
+                names = ", ".join(algorithm.json_name for algorithm in _ALGORITHMS)
+                raise ConfigError(
+                    child(path, row.json_name),
+                    f"takes effect only with an ejection algorithm: set one of {names}"
+                    f" (without one, outlier detection is off)",
+                )
+    base = values.get("base_ejection_time", DEFAULT_BASE_EJECTION_TIME)
+    longest = values.setdefault("max_ejection_time", max(DEFAULT_MAX_EJECTION_TIME, base))
+    if longest < base:
+        which = "as set" if "base_ejection_time" in values else "the default"
+        raise ConfigError(
+            child(path, "maxEjectionTime"),
+            f"expected a duration >= baseEjectionTime ({base:g}s, {which}), found {longest:g}s",
+        )
+    return OutlierDetection(**values)
+
+
+#: The kind of the service config's ``commonLbConfig`` (extension).
+common_lb_config_kind = object_kind(
+    "a common load-balancing config",
+    (
+        Field(
+            "healthyPanicThreshold",
+            "healthy_panic_threshold",
+            number_kind(at_least=0, at_most=100),
+        ),
+        Field("slowStartWindow", "slow_start_window", duration_kind()),
+    ),
+    lambda v, _p: CommonLbConfig(**v),
+)

@@ -1,5 +1,7 @@
-"""The whole service config: ``retryThrottling``, ``healthCheckConfig``, the top-level
-object, and reading it from a mapping, JSON text or a file.
+"""The whole service config: ``retryThrottling``, ``healthCheckConfig`` (with the
+heartbeat's ``interval`` and ``timeout``), the top-level object (``commonLbConfig``'s
+table is in :mod:`resilientrpc.config.outlier`), and reading it from a mapping, JSON
+text or a file.
 
 JSON text is read with guards: duplicate field names, ``NaN`` / ``Infinity`` literals,
 nesting too deep for the parser and integers too long to convert are all refused (or,
@@ -21,6 +23,7 @@ from resilientrpc.config._schema import (
     Field,
     LongInteger,
     child,
+    duration_kind,
     integer_kind,
     mismatch,
     number_kind,
@@ -30,19 +33,26 @@ from resilientrpc.config._schema import (
 )
 from resilientrpc.config.balancing import (
     DEFAULT_LOAD_BALANCING,
+    BalancingChoice,
     LoadBalancingPolicy,
     PeakEwma,
     load_balancing_config_kind,
     load_balancing_policy_kind,
 )
 from resilientrpc.config.methods import MethodConfig, method_configs_kind, name_key
-from resilientrpc.config.outlier import PEAK_EWMA_OUTLIERS, CommonLbConfig, OutlierDetection
+from resilientrpc.config.outlier import (
+    PEAK_EWMA_OUTLIERS,
+    CommonLbConfig,
+    OutlierDetection,
+    common_lb_config_kind,
+)
 from resilientrpc.errors import ConfigError
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HEARTBEAT_TIMEOUT",
     "MAX_RETRY_TOKENS",
+    "MIN_HEARTBEAT_INTERVAL",
     "TOKEN_RATIO_DECIMALS",
     "HealthCheckConfig",
     "RetryThrottling",
@@ -75,6 +85,8 @@ class RetryThrottling:
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 #: ``healthCheckConfig.timeout``: the Check's deadline, seconds.
 DEFAULT_HEARTBEAT_TIMEOUT = 0.5
+#: ``healthCheckConfig.interval`` is at least this: a shorter one is a storm of Checks.
+MIN_HEARTBEAT_INTERVAL = 0.01
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -187,9 +199,23 @@ def _build_retry_throttling(values: dict[str, Any], path: str) -> RetryThrottlin
     return RetryThrottling(max_tokens=float(values["max_tokens"]), token_ratio=float(kept))
 
 
-def _build_health_check(values: dict[str, Any], _path: str) -> HealthCheckConfig | None:
-    # A17: without a service name, health checking stays off.
+_HEALTH_CHECK_FIELDS = (
+    Field("serviceName", "service_name", string_kind()),
+    Field("interval", "interval", duration_kind(at_least=MIN_HEARTBEAT_INTERVAL)),
+    Field("timeout", "timeout", duration_kind(positive=True)),
+)
+
+
+def _build_health_check(values: dict[str, Any], path: str) -> HealthCheckConfig | None:
+    # A17: without a service name, health checking stays off, and so would the heartbeat.
     if "service_name" not in values:
+        for row in _HEALTH_CHECK_FIELDS:
+            if row.attr in values:
+                raise ConfigError(
+                    child(path, row.json_name),
+                    'set serviceName ("" for the whole server) to turn health checking on; '
+                    "without it health checking is off and this has no effect",
+                )
         return None
     return HealthCheckConfig(**values)
 
@@ -218,23 +244,23 @@ _SERVICE_CONFIG_FIELDS = (
     Field(
         "healthCheckConfig",
         "health_check",
-        object_kind(
-            "a health check config",
-            (Field("serviceName", "service_name", string_kind()),),
-            _build_health_check,
-        ),
+        object_kind("a health check config", _HEALTH_CHECK_FIELDS, _build_health_check),
     ),
+    Field("commonLbConfig", "common_lb", common_lb_config_kind),
 )
 
 
 def _build_service_config(values: dict[str, Any]) -> ServiceConfig:
     # loadBalancingConfig wins; the deprecated loadBalancingPolicy is used only without it.
-    policy = values.pop("load_balancing_config", None)
-    deprecated = values.pop("load_balancing_policy", None)
-    if policy is None:
-        policy = deprecated
-    if policy is not None:
-        values["load_balancing"] = policy
+    # An outlier_detection entry becomes its child policy plus its settings.
+    chosen: BalancingChoice | None = values.pop("load_balancing_config", None)
+    deprecated: BalancingChoice | None = values.pop("load_balancing_policy", None)
+    if chosen is None:
+        chosen = deprecated
+    if chosen is not None:
+        values["load_balancing"] = chosen.policy
+        if chosen.outlier_detection is not None:
+            values["outlier_detection"] = chosen.outlier_detection
     return ServiceConfig(**values)
 
 
