@@ -262,12 +262,13 @@ async def _start(supervisor: Supervisor) -> None:
 
 
 def _connector(options: ChannelOptions) -> Callable[[Endpoint], grpc.aio.Channel]:
-    """Opens an endpoint's connections: a sync channel for calls, an aio one to watch."""
+    """Opens an endpoint's channels: a sync one for calls, an aio one to watch (and check
+    health on), both on one connection (:meth:`ChannelOptions.watch_channel`)."""
 
     def connect(endpoint: Endpoint) -> grpc.aio.Channel:
         endpoint.transport = EndpointTransport(options.sync_channel(endpoint.address))
         endpoint.transport.try_to_connect()  # in step with the watched connection
-        return options.aio_channel(endpoint.address)
+        return options.watch_channel(endpoint.address)
 
     return connect
 

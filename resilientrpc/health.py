@@ -10,6 +10,14 @@ change. A client can then treat the stream as a heartbeat: no message for
 ``interval + timeout`` means the server is hung, even while its TCP connection stays
 open, and no ``Check`` traffic is needed to find out.
 
+A client tells the servicer its heartbeat interval in the Watch request's metadata,
+``resilientrpc-heartbeat-interval-ms`` (:data:`INTERVAL_METADATA`; resilientrpc's
+channels send it). That stream then ticks every ``min(interval, requested / 2)``
+seconds, never more often than every :data:`MIN_HEARTBEAT_INTERVAL`: a message is always
+on its way well within the client's interval, so heartbeats ride the stream with no
+``Check`` traffic whatever interval the client chose. A stream without (or with an
+unreadable) value ticks every ``interval``.
+
 For sync ``grpc.server``\\ s. Each open ``Watch`` holds the server thread grpc gives the
 streaming call (size the server's executor for the watchers it expects) and nothing
 else: the handler waits on the servicer's condition with a timeout of ``interval``.
@@ -31,17 +39,30 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from resilientrpc.errors import ConfigError
 
-__all__ = ["DEFAULT_HEARTBEAT_INTERVAL", "OVERALL_HEALTH", "HeartbeatHealthServicer"]
+__all__ = [
+    "DEFAULT_HEARTBEAT_INTERVAL",
+    "INTERVAL_METADATA",
+    "MIN_HEARTBEAT_INTERVAL",
+    "OVERALL_HEALTH",
+    "HeartbeatHealthServicer",
+]
 
 DEFAULT_HEARTBEAT_INTERVAL = 1.0
 """Seconds between two messages on an otherwise quiet Watch stream."""
+
+INTERVAL_METADATA = "resilientrpc-heartbeat-interval-ms"
+"""Request metadata key: the client's heartbeat interval, whole milliseconds."""
+
+MIN_HEARTBEAT_INTERVAL = 0.05
+"""The shortest tick a client's interval can ask a Watch stream for, seconds."""
 
 OVERALL_HEALTH = ""
 """The service name that stands for the whole server."""
@@ -49,6 +70,18 @@ OVERALL_HEALTH = ""
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 _NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 _SERVICE_UNKNOWN = health_pb2.HealthCheckResponse.SERVICE_UNKNOWN
+
+
+def _stream_interval(own: float, metadata: Sequence[tuple[str, Any]] | None) -> float:
+    """The tick of one Watch stream: ``own``, or half the client's interval if shorter."""
+    for key, value in metadata or ():
+        if key == INTERVAL_METADATA:
+            try:
+                requested = int(value) / 1000.0
+            except (TypeError, ValueError):
+                return own
+            return min(own, max(requested / 2, MIN_HEARTBEAT_INTERVAL))
+    return own
 
 
 class _Stream:
@@ -149,6 +182,7 @@ class HeartbeatHealthServicer(health_pb2_grpc.HealthServicer):
     ) -> Iterator[health_pb2.HealthCheckResponse]:
         service = request.service
         stream = _Stream()
+        interval = _stream_interval(self._interval, context.invocation_metadata())
 
         def on_termination() -> None:
             with self._condition:
@@ -160,7 +194,7 @@ class HeartbeatHealthServicer(health_pb2_grpc.HealthServicer):
         seen = -1
         while True:
             with self._condition:
-                deadline = time.monotonic() + self._interval
+                deadline = time.monotonic() + interval
                 while not (stream.ended or self._closed) and self._changes.get(service, 0) == seen:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:

@@ -18,6 +18,20 @@ Every endpoint gets its own grpc channel(s) built from these, with the defaults 
     the figure is ours, not an accident of grpc's defaults: to change the connect
     timeout, pass ``("grpc.min_reconnect_backoff_ms", milliseconds)`` in ``options``.
 
+One connection per backend (sync twin): the synchronous channel makes its calls on a
+sync grpc channel and watches the endpoint through a ``grpc.aio`` one
+(:meth:`ChannelOptions.watch_channel`). grpc's global subchannel pool lets two channels
+share one connection only when their channel arguments are identical. Probed with
+grpcio 1.68.1 and 1.85.3 through a counting proxy: a sync and an aio channel with the
+same options opened two connections, because their arguments differ in exactly two
+ways: the primary user agent grpc appends (``grpc._channel._USER_AGENT``
+"grpc-python/V" against ``grpc.aio._channel._USER_AGENT`` "grpc-python-asyncio/V"; a
+user's ``grpc.primary_user_agent`` is put *before* it, so options alone cannot make the
+two equal), and ``grpc.fork_epoch`` = 0, which the sync channel's arguments carry and
+the aio one's do not. With the aio module's user agent set to the sync one while the aio
+channel is built, and ``("grpc.fork_epoch", 0)`` added to its options, the proxy saw one
+connection: the heartbeat then watches the very connection the calls use.
+
 Values are checked the way grpc's channel arguments take them (an ``int`` or a
 ``str``/``bytes``; nothing else), so a bad one raises :class:`ConfigError` naming
 ``options[i]`` when the channel is built instead of a ``TypeError`` later.
@@ -25,6 +39,8 @@ Values are checked the way grpc's channel arguments take them (an ``int`` or a
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +58,14 @@ __all__ = [
 ]
 
 Option = tuple[str, Any]
+
+_log = logging.getLogger(__name__)
+
+#: The channel argument the sync channel's arguments carry and the aio one's do not.
+_FORK_EPOCH: Option = ("grpc.fork_epoch", 0)
+#: Held while grpc.aio's user agent is swapped for the sync one (see the module notes).
+_USER_AGENT_LOCK = threading.Lock()
+_fallback_logged = False
 
 #: The connect timeout grpc gives each connection attempt, milliseconds (gRPC's default).
 DEFAULT_CONNECT_TIMEOUT_MS = 20_000
@@ -111,7 +135,39 @@ class ChannelOptions:
             return grpc.insecure_channel(address, options=self.options)
         return grpc.secure_channel(address, self.credentials, options=self.options)
 
-    def aio_channel(self, address: str) -> grpc.aio.Channel:
+    def aio_channel(
+        self, address: str, options: tuple[Option, ...] | None = None
+    ) -> grpc.aio.Channel:
+        if options is None:
+            options = self.options
         if self.credentials is None:
-            return grpc.aio.insecure_channel(address, options=self.options)
-        return grpc.aio.secure_channel(address, self.credentials, options=self.options)
+            return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.secure_channel(address, self.credentials, options=options)
+
+    def watch_channel(self, address: str) -> grpc.aio.Channel:
+        """An aio channel that shares its connection with :meth:`sync_channel` of ``address``.
+
+        Its channel arguments are made equal to the sync channel's (see the module notes):
+        grpc.aio's private user agent is the sync one only for the constructor call, under
+        a lock. Without those private names (another grpcio), a plain aio channel: two
+        connections per backend, logged once at debug level. Call it on the event loop's
+        thread, as any grpc.aio channel.
+        """
+        try:
+            from grpc import _channel as sync_module  # noqa: PLC0415 - private, probed here
+            from grpc.aio import _channel as aio_module  # noqa: PLC0415
+
+            sync_agent = sync_module._USER_AGENT
+            aio_agent = aio_module._USER_AGENT
+        except (ImportError, AttributeError):
+            global _fallback_logged  # noqa: PLW0603 - log once per process
+            if not _fallback_logged:
+                _fallback_logged = True
+                _log.debug("grpc's user agent names are not there: two connections per backend")
+            return self.aio_channel(address)
+        with _USER_AGENT_LOCK:
+            aio_module._USER_AGENT = sync_agent
+            try:
+                return self.aio_channel(address, (*self.options, _FORK_EPOCH))
+            finally:
+                aio_module._USER_AGENT = aio_agent

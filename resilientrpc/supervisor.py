@@ -29,6 +29,7 @@ import grpc.aio
 from resilientrpc.balancer import Balancer
 from resilientrpc.config import HealthCheckConfig, OutlierDetection
 from resilientrpc.endpoint import Connectivity, Endpoint
+from resilientrpc.heartbeat import Heartbeats
 from resilientrpc.targets import DNS_REFRESH_PERIOD, Target, resolve
 
 __all__ = ["DRAIN_TIMEOUT", "WATCH_SETTLE_TIMEOUT", "Connector", "Supervisor"]
@@ -79,6 +80,9 @@ class Supervisor:
         #: Heartbeats over grpc.health.v1 (None: health checking off, as gRPC without
         #: ``healthCheckConfig``).
         self._health_check = health_check
+        self._heartbeats = (
+            Heartbeats(balancer, health_check, self._spawn) if health_check is not None else None
+        )
         #: Passive outlier detection (None: off).
         self._outliers = outliers
         self._target = target
@@ -125,6 +129,8 @@ class Supervisor:
                 continue
             task, control = watcher
             task.cancel()
+            if self._heartbeats is not None:
+                self._heartbeats.stop(endpoint)
             self._draining[endpoint] = control
             self._spawn(self._retire(task, endpoint, control), f"retire {endpoint.address}")
         for endpoint in added:
@@ -161,6 +167,9 @@ class Supervisor:
                 error = f"failed to connect to {endpoint.address}"
             with _logged(f"recording {endpoint.address} {state.name}"):
                 self._balancer.set_state(endpoint, state, error)
+            if self._heartbeats is not None:
+                with _logged(f"following the health of {endpoint.address}"):
+                    self._heartbeats.connectivity(endpoint, control, state)
             await self._state_change(control, state)
             # Asking again with try_to_connect keeps an IDLE channel reconnecting; the
             # connection calls use (the sync twin's own) is kept connecting alongside.
@@ -232,10 +241,13 @@ class Supervisor:
             return
         self._closed = True
         self._balancer.shutdown()
+        if self._heartbeats is not None:
+            self._heartbeats.stop_all()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        tasks.clear()  # their tracebacks would keep heartbeat calls alive past close
         members = {e.address: e for e in self._balancer.endpoints}
         closing = [(members[a], control) for a, (_task, control) in self._watchers.items()]
         closing += list(self._draining.items())

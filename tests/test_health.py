@@ -19,7 +19,11 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from resilientrpc.errors import ConfigError
-from resilientrpc.health import HeartbeatHealthServicer
+from resilientrpc.health import (
+    INTERVAL_METADATA,
+    MIN_HEARTBEAT_INTERVAL,
+    HeartbeatHealthServicer,
+)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -148,6 +152,42 @@ def test_watch_sends_the_status_every_interval() -> None:
     assert len(arrivals) >= 8, arrivals
     assert max(gaps) <= 2 * interval, gaps
     assert set(statuses) == {NOT_SERVING}
+
+
+def gaps_between_messages(served: Served, metadata: Any, count: int) -> list[float]:
+    watch = served.stub.Watch(
+        health_pb2.HealthCheckRequest(service=""), timeout=10, metadata=metadata
+    )
+    arrivals = []
+    try:
+        for _response in watch:
+            arrivals.append(time.monotonic())
+            if len(arrivals) > count:
+                break
+    finally:
+        watch.cancel()
+    return [b - a for a, b in itertools.pairwise(arrivals[1:])]
+
+
+@pytest.mark.parametrize(
+    ("requested_ms", "tick"),
+    [("200", 0.1), ("10", MIN_HEARTBEAT_INTERVAL), ("bogus", None)],
+    ids=["half-of-200ms", "floored", "unreadable"],
+)
+def test_a_client_interval_in_the_metadata_sets_the_streams_tick(
+    requested_ms: str, tick: float | None
+) -> None:
+    servicer = HeartbeatHealthServicer(interval=QUIET if tick is not None else 0.3)
+    with serve(servicer) as served:
+        gaps = gaps_between_messages(served, ((INTERVAL_METADATA, requested_ms),), 4)
+    expected = tick if tick is not None else 0.3
+    assert all(expected * 0.8 <= gap <= expected + 0.5 for gap in gaps), gaps
+
+
+def test_a_client_interval_longer_than_the_servicers_keeps_the_servicers() -> None:
+    with serve(HeartbeatHealthServicer(interval=0.1)) as served:
+        gaps = gaps_between_messages(served, ((INTERVAL_METADATA, "60000"),), 3)
+    assert all(0.08 <= gap <= 0.6 for gap in gaps), gaps
 
 
 def test_a_change_arrives_at_once() -> None:
