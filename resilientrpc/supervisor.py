@@ -29,6 +29,7 @@ import grpc.aio
 from resilientrpc.balancer import Balancer
 from resilientrpc.config import HealthCheckConfig, OutlierDetection
 from resilientrpc.endpoint import Connectivity, Endpoint
+from resilientrpc.outlier import OutlierDetector
 from resilientrpc.targets import DNS_REFRESH_PERIOD, Target, resolve
 
 __all__ = ["DRAIN_TIMEOUT", "WATCH_SETTLE_TIMEOUT", "Connector", "Supervisor"]
@@ -81,6 +82,8 @@ class Supervisor:
         self._health_check = health_check
         #: Passive outlier detection (None: off).
         self._outliers = outliers
+        # Built now: it installs the endpoints' outcome observer before any is added.
+        self._detector = None if outliers is None else OutlierDetector(balancer, outliers)
         self._target = target
         self._connect = connect
         self._disconnect = disconnect
@@ -109,6 +112,8 @@ class Supervisor:
         """Start the background tasks; must run on the supervisor's event loop."""
         loop = asyncio.get_running_loop()
         self._balancer.start(loop.call_later)
+        if self._detector is not None:
+            self._spawn(self._detector.start(loop), "outlier detection")
         if self._target.is_dns:
             self._spawn(self._resolve_forever(), "resolve")
         else:
@@ -231,6 +236,8 @@ class Supervisor:
         if self._closed:
             return
         self._closed = True
+        if self._detector is not None:
+            self._detector.close()
         self._balancer.shutdown()
         tasks = list(self._tasks)
         for task in tasks:
