@@ -37,7 +37,8 @@ import contextlib
 import logging
 import random
 import statistics
-from collections.abc import Coroutine, Sequence
+import time
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -198,7 +199,7 @@ def success_rate_outliers(windows: Sequence[Window], config: SuccessRateEjection
     if not rates or len(rates) < config.minimum_hosts:
         return [None] * len(windows)
     mean = statistics.fmean(rates)
-    stdev = statistics.pstdev(rates, mean)
+    stdev = statistics.pstdev(rates)
     threshold = mean - stdev * (config.stdev_factor / 1000)
     return [
         f"success rate {w.success_rate:.2f} below threshold {threshold:.2f} "
@@ -275,10 +276,11 @@ def latency_outliers(windows: Sequence[Window], config: LatencyEjection) -> Verd
 def plan_sweep(members: Sequence[Member], config: OutlierDetection, rng: random.Random) -> Plan:
     """Who one sweep ejects: each configured algorithm in A50's order, then latency.
 
-    Per algorithm and member, as A50: stop when the limit is reached, skip members with
-    no verdict, roll the enforcement percentage, then eject, unless that would leave no
-    member available (skipped). A member already out, or ejected earlier in this sweep,
-    is not judged again.
+    Per algorithm and member, as A50: skip members with no verdict, stop ejecting once
+    the limit is reached (the outliers left are reported as skipped), roll the
+    enforcement percentage, then eject, unless that would leave no member available
+    (skipped). Only outliers within the limit are rolled for. A member already out, or
+    ejected earlier in this sweep, is not judged again.
     """
     budget = Budget(
         members=len(members),
@@ -303,12 +305,12 @@ def plan_sweep(members: Sequence[Member], config: OutlierDetection, rng: random.
         verdicts = latency_outliers(windows, rule_l)
         algorithms.append((LATENCY, verdicts, rule_l.enforcement_percentage))
     for algorithm, verdicts, enforcement in algorithms:
-        for member, reason in zip(members, verdicts, strict=True):
-            if budget.full():
-                if reason is not None and member.address not in out:
-                    plan.skipped.append((member.address, f"{reason}; {budget.describe()}"))
-                break
+        for index, member in enumerate(members):
+            reason = verdicts[index]
             if reason is None or member.address in out:
+                continue
+            if budget.full():  # A50 stops here; the outliers left are logged as skipped
+                plan.skipped.append((member.address, f"{reason}; {budget.describe()}"))
                 continue
             if not enforced(enforcement, rng):
                 continue
@@ -383,21 +385,28 @@ class OutlierDetector:
 
     Construct it before any endpoint is added (it installs the balancer's outcome
     observer and streak limit), then run :meth:`start`'s coroutine on the loop and call
-    :meth:`close` when the channel closes.
+    :meth:`close` when the channel closes. ``clock`` must be the loop's (asyncio's
+    ``loop.time`` is ``time.monotonic``).
     """
 
     def __init__(
-        self, balancer: Balancer, config: OutlierDetection, *, rng: random.Random | None = None
+        self,
+        balancer: Balancer,
+        config: OutlierDetection,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
     ) -> None:
         self._balancer = balancer
         self._config = config
+        self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._tracks: dict[Endpoint, _Track] = {}
         #: Each member's last mean latency (seconds) over an interval with the volume,
         #: for judging latency trials.
         self._means: dict[str, float] = {}
+        #: The loop outcomes are handed to; None before start and after close.
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
         consecutive = config.consecutive_failures
         balancer.streak_limit = consecutive.count if consecutive is not None else 0
         balancer.observer = self._observe
@@ -409,7 +418,6 @@ class OutlierDetector:
 
     def close(self) -> None:
         """Stop taking outcomes (the loop may close soon after)."""
-        self._closed = True
         self._loop = None
 
     async def _sweep_forever(self) -> None:
@@ -427,15 +435,11 @@ class OutlierDetector:
             track = self._tracks[endpoint] = _Track()
         return track
 
-    def _now(self) -> float:
-        loop = self._loop
-        return loop.time() if loop is not None else 0.0
-
     # ------------------------------------------------------------------ the timer
 
     def sweep(self) -> None:
         """One A50 timer tick: swap windows, eject outliers, move ejections on."""
-        now = self._now()
+        now = self._clock()
         endpoints = self._balancer.endpoints
         for gone in set(self._tracks) - set(endpoints):
             del self._tracks[gone]
@@ -447,14 +451,15 @@ class OutlierDetector:
         if config.latency_ejection is not None:
             means = latency_means([m.window for m in members], config.latency_ejection)
             known = self._means  # a member with too few calls this time keeps its last
-            for member, mean in zip(members, means, strict=True):
+            for index, member in enumerate(members):
+                mean = means[index]
                 if mean is not None:
                     known[member.address] = mean
             self._means = {m.address: known[m.address] for m in members if m.address in known}
         plan = plan_sweep(members, config, self._rng)
         by_address = {e.address: e for e in endpoints}
         for address, reason in plan.skipped:
-            _log.info("not ejecting %s (%s)", address, reason)
+            _log.info("not ejecting %s: %s", address, reason)
         for address, reason, algorithm in plan.ejections:
             self._eject(by_address[address], reason, now, for_latency=algorithm == LATENCY)
         for endpoint in endpoints:
@@ -483,7 +488,7 @@ class OutlierDetector:
     def _observe(self, endpoint: Endpoint, outcome: Outcome, failed: bool) -> None:
         """The endpoints' observer (any thread): hand the outcome to the loop; never raises."""
         loop = self._loop
-        if loop is None or self._closed:
+        if loop is None:
             return
         # RuntimeError: the loop closed meanwhile (the channel is closing).
         with contextlib.suppress(RuntimeError):
@@ -491,7 +496,7 @@ class OutlierDetector:
 
     def _outcome(self, endpoint: Endpoint, outcome: Outcome, failed: bool) -> None:
         """One outcome the observer passed on, on the loop: a trial, or a streak's end."""
-        if self._closed:
+        if self._loop is None:
             return
         try:
             track = self._track(endpoint)
@@ -499,47 +504,53 @@ class OutlierDetector:
                 if not failed:
                     track.successes += 1
                     track.latency += outcome.latency
-                self._decide(endpoint, track, outcome.code if failed else None, expired=False)
-            elif failed and track.ejected_until is None:
-                rule = self._config.consecutive_failures
-                if rule is not None and enforced(rule.enforcement_percentage, self._rng):
-                    reason = f"{rule.count} consecutive failures ({outcome.code.name})"
-                    self._eject_checked(endpoint, reason)
+                self._decide(endpoint, track, outcome.code if failed else None)
+            elif failed:
+                self._streak_ended(endpoint, outcome.code)
         except Exception:
             _log.exception("outlier detection failed on an outcome of %s", endpoint.address)
 
     def _decide(
-        self, endpoint: Endpoint, track: _Track, failed: grpc.StatusCode | None, *, expired: bool
+        self,
+        endpoint: Endpoint,
+        track: _Track,
+        failed: grpc.StatusCode | None,
+        *,
+        expired: bool = False,
     ) -> None:
-        config = self._config
-        median = None
-        if track.for_latency and config.latency_ejection is not None:
-            peers = [m for a, m in self._means.items() if a != endpoint.address]
-            median = statistics.median(peers) if peers else None
+        """Apply :func:`trial_verdict` to a half-open endpoint's trials so far."""
+        rule = self._config.latency_ejection if track.for_latency else None
         verdict = trial_verdict(
             successes=track.successes,
             latency=track.latency,
             failed=failed,
-            trials=config.half_open_trials,
+            trials=self._config.half_open_trials,
             expired=expired,
-            latency_rule=config.latency_ejection if track.for_latency else None,
-            peers_median=median,
+            latency_rule=rule,
+            peers_median=self._peers_median(endpoint),
         )
         if verdict is None:
             return
         track.trial_since = None
         if verdict.readmit:
             self._balancer.readmit(endpoint, verdict.reason)
-        elif self._budget(endpoint).last(available=endpoint.available):
-            _log.info("not ejecting %s again (%s): the last available", endpoint.address, verdict)
+        elif self._budget().last(available=endpoint.available):
+            _log.info(
+                "not ejecting %s again: %s; the last available", endpoint.address, verdict.reason
+            )
             self._balancer.readmit(endpoint, f"{verdict.reason}; kept: the last available")
         else:
-            self._eject(endpoint, verdict.reason, self._now(), for_latency=track.for_latency)
+            self._eject(endpoint, verdict.reason, self._clock(), for_latency=track.for_latency)
+
+    def _peers_median(self, endpoint: Endpoint) -> float | None:
+        """The median of the other members' last latency means (None: none known)."""
+        peers = [mean for address, mean in self._means.items() if address != endpoint.address]
+        return statistics.median(peers) if peers else None
 
     # ------------------------------------------------------------------ ejecting
 
-    def _budget(self, endpoint: Endpoint) -> Budget:
-        """The limits as they stand, for ``endpoint`` (its own availability left out)."""
+    def _budget(self) -> Budget:
+        """The limits as they stand now."""
         endpoints = self._balancer.endpoints
         return Budget(
             members=len(endpoints),
@@ -548,19 +559,23 @@ class OutlierDetector:
             max_percent=self._config.max_ejection_percent,
         )
 
-    def _eject_checked(self, endpoint: Endpoint, reason: str) -> None:
-        """Eject ``endpoint`` now if the limits allow it (consecutive failures)."""
-        if endpoint.ejected or endpoint.half_open:
+    def _streak_ended(self, endpoint: Endpoint, code: grpc.StatusCode) -> None:
+        """Consecutive failures: eject ``endpoint`` now if the rule and the limits allow it."""
+        rule = self._config.consecutive_failures
+        if rule is None or endpoint.ejected or not enforced(rule.enforcement_percentage, self._rng):
             return
-        budget = self._budget(endpoint)
+        reason = f"{rule.count} consecutive failures ({code.name})"
+        budget = self._budget()
         if budget.full():
-            _log.info("not ejecting %s (%s): %s", endpoint.address, reason, budget.describe())
+            _log.info("not ejecting %s: %s; %s", endpoint.address, reason, budget.describe())
         elif budget.last(available=endpoint.available):
-            _log.info("not ejecting %s (%s): the last available", endpoint.address, reason)
+            _log.info("not ejecting %s: %s; the last available", endpoint.address, reason)
         else:
-            self._eject(endpoint, reason, self._now(), for_latency=False)
+            self._eject(endpoint, reason, self._clock())
 
-    def _eject(self, endpoint: Endpoint, reason: str, now: float, *, for_latency: bool) -> None:
+    def _eject(
+        self, endpoint: Endpoint, reason: str, now: float, *, for_latency: bool = False
+    ) -> None:
         """A50's ejection: the multiplier grows, the time follows it."""
         track = self._track(endpoint)
         config = self._config
@@ -570,5 +585,4 @@ class OutlierDetector:
             return
         track.multiplier = multiplier
         track.ejected_until = now + duration
-        track.trial_since = None
         track.for_latency = for_latency

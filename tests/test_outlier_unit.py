@@ -41,10 +41,12 @@ from resilientrpc.outlier import (
     is_slow,
     latency_outliers,
     plan_sweep,
+    slow_reason,
     success_rate_outliers,
     trial_verdict,
 )
 from resilientrpc.strategies import RoundRobinStrategy
+from tests.fakes import Clock
 
 OK = grpc.StatusCode.OK
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
@@ -218,6 +220,14 @@ def test_failure_percentage(successes: int, failures: int, verdict: str | None) 
     assert failure_percentage_outliers(windows, FP) == [None] * 4 + [verdict]
 
 
+def test_failure_percentage_of_no_calls_is_zero() -> None:
+    rule = FailurePercentageEjection(threshold=0, minimum_hosts=1, request_volume=0)
+    assert failure_percentage_outliers([Window(0, 0, 0.0), calls(1, 1)], rule) == [
+        None,
+        "failure percentage 50 % above threshold 0 % (1 of 2 calls)",
+    ]
+
+
 def test_failure_percentage_counts_every_host_for_minimum_hosts() -> None:
     # Hosts with no calls at all count towards minimum_hosts (A50: "the number of addresses").
     windows = [Window(0, 0, 0.0)] * 4 + [calls(0, 60)]
@@ -244,6 +254,17 @@ LAT = LatencyEjection(factor=3.0, minimum_difference=5 * MS, minimum_hosts=3, re
 )
 def test_is_slow(mean: float, median: float, slow: bool) -> None:
     assert is_slow(mean, median, LAT) is slow
+
+
+def test_is_slow_is_strictly_above_the_factor() -> None:
+    rule = LatencyEjection(factor=2.0, minimum_difference=5 * MS)
+    median = 2**-7  # 7.8125 ms; 2 x is 15.625 ms exactly, 7.8 ms more
+    assert not is_slow(2 * median, median, rule)
+    assert is_slow(2 * median + 2**-20, median, rule)
+
+
+def test_slow_reason_in_milliseconds() -> None:
+    assert slow_reason(0.5, 0.1, LAT) == "mean latency 500.0 ms > 3 x peers' median 100.0 ms"
 
 
 def test_latency_ejects_far_above_the_peers_median() -> None:
@@ -331,15 +352,20 @@ def test_sweep_respects_max_ejection_percent(
 
 
 def test_sweep_counts_members_already_out() -> None:
-    members = [failing("a", out=True), failing("b"), failing("c"), fine("d")]
-    assert ejected(members, detection(50)) == ["b"]
-    plan = plan_sweep(members, detection(50), random.Random(1))
+    members = [failing("a", out=True), failing("b"), fine("e"), failing("c"), failing("d")]
+    assert ejected(members, detection(40)) == ["b"]
+    plan = plan_sweep(members, detection(40), random.Random(1))
     assert plan.skipped == [
         (
             "c",
             "failure percentage 100 % above threshold 85 % (100 of 100 calls); "
-            "2 of 4 already out (max 50 %)",
-        )
+            "2 of 5 already out (max 40 %)",
+        ),
+        (
+            "d",
+            "failure percentage 100 % above threshold 85 % (100 of 100 calls); "
+            "2 of 5 already out (max 40 %)",
+        ),
     ]
 
 
@@ -473,6 +499,21 @@ def test_trial_verdict_of_a_latency_ejection(
     assert result == Verdict(*verdict)
 
 
+def test_trial_verdict_of_one_slow_trial_when_the_interval_is_over() -> None:
+    result = trial_verdict(
+        successes=1,
+        latency=20 * MS,
+        failed=None,
+        trials=3,
+        expired=True,
+        latency_rule=LAT,
+        peers_median=MS,
+    )
+    assert result == Verdict(
+        False, "trial calls slow: mean latency 20.0 ms > 3 x peers' median 1.0 ms"
+    )
+
+
 def test_trial_verdict_of_a_latency_ejection_with_no_trial() -> None:
     result = trial_verdict(
         successes=0,
@@ -490,24 +531,30 @@ def test_trial_verdict_of_a_latency_ejection_with_no_trial() -> None:
 
 
 class HandLoop:
-    """Just enough of an event loop for the detector: a settable time, callbacks at once."""
+    """Just enough of an event loop for the detector: callbacks queue until ``run``."""
 
     def __init__(self) -> None:
-        self.now = 1000.0
-
-    def time(self) -> float:
-        return self.now
+        self.pending: list[tuple[Any, tuple[Any, ...]]] = []
+        self.closed = False
 
     def call_soon_threadsafe(self, callback: Any, *args: Any) -> None:
-        callback(*args)
+        if self.closed:
+            raise RuntimeError("Event loop is closed")
+        self.pending.append((callback, args))
+
+    def run(self) -> None:
+        while self.pending:
+            callback, args = self.pending.pop(0)
+            callback(*args)
 
 
 class Rig:
-    """A balancer of READY endpoints with a detector on a hand-cranked loop."""
+    """A balancer of READY endpoints with a detector on a hand-cranked loop and clock."""
 
     def __init__(self, config: OutlierDetection, count: int = 4, rng: Any = None) -> None:
+        self.clock = Clock(now=1000.0)
         self.balancer = Balancer(RoundRobinStrategy(rng=random.Random(1)))
-        self.detector = OutlierDetector(self.balancer, config, rng=rng or random.Random(1))
+        self.detector = OutlierDetector(self.balancer, config, clock=self.clock, rng=rng)
         self.loop = HandLoop()
         self.detector.start(cast(asyncio.AbstractEventLoop, self.loop)).close()
         self.balancer.set_addresses([f"127.0.0.1:{10000 + i}" for i in range(count)])
@@ -515,17 +562,21 @@ class Rig:
         for endpoint in self.endpoints:
             self.balancer.set_state(endpoint, grpc.ChannelConnectivity.READY)
 
-    def call(self, index: int, code: grpc.StatusCode = OK, latency: float = MS) -> None:
+    def call(
+        self, index: int, code: grpc.StatusCode = OK, latency: float = MS, *, hold: bool = False
+    ) -> None:
         endpoint = self.endpoints[index]
         endpoint.begin()
         endpoint.record(Outcome(code, latency))
+        if not hold:
+            self.loop.run()
 
     def fail(self, index: int, times: int, code: grpc.StatusCode = UNAVAILABLE) -> None:
         for _ in range(times):
             self.call(index, code)
 
     def later(self, seconds: float) -> None:
-        self.loop.now += seconds
+        self.clock.now += seconds
         self.detector.sweep()
 
     def history(self, index: int) -> list[tuple[str, str]]:
@@ -547,6 +598,10 @@ def consecutive_config(**overrides: Any) -> OutlierDetection:
     }
     settings.update(overrides)
     return OutlierDetection(**settings)
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "resilientrpc.outlier"]
 
 
 def test_detector_installs_its_observer_and_streak_limit() -> None:
@@ -591,25 +646,38 @@ def test_consecutive_failures_eject_and_half_open_decides() -> None:
     assert rig.endpoints[0].available and not rig.endpoints[0].half_open
 
 
-def test_multiplier_grows_to_the_maximum_and_decays_while_in() -> None:
-    rig = Rig(consecutive_config(half_open_trials=1))
-    durations = []
-    for _ in range(4):
-        rig.fail(0, 3)
-        durations.append(rig.endpoints[0].reason)
-        rig.later(30.0)  # over any ejection: half-open
-        rig.fail(0, 0)
-        rig.call(0)  # one trial passes
-    assert durations == [
-        f"3 consecutive failures (UNAVAILABLE); out for {s} s" for s in (10, 20, 25, 25)
-    ]
-    # The multiplier (4) falls by one per sweep while the endpoint is in: after 2 sweeps,
-    # the next ejection is for min(10 x 3, 25) = 25 s; after 2 more, 10 x 1 + ... = 20 s.
-    rig.later(1.0)
-    rig.later(1.0)
-    rig.later(1.0)
+def test_outcomes_that_arrive_after_the_verdict_change_nothing() -> None:
+    rig = Rig(consecutive_config())
     rig.fail(0, 3)
-    assert rig.endpoints[0].reason == "3 consecutive failures (UNAVAILABLE); out for 20 s"
+    rig.later(10.0)
+    for _ in range(3):  # three trials finish before the loop hears of any
+        rig.call(0, hold=True)
+    rig.loop.run()
+    assert rig.history(0)[-1] == (events.READMITTED, "2 trial calls succeeded")
+    assert not rig.endpoints[0].ejected
+
+
+def test_multiplier_grows_and_falls_by_one_per_sweep_while_in() -> None:
+    rig = Rig(consecutive_config(max_ejection_time=100.0, half_open_trials=1))
+
+    def round_trip() -> str | None:
+        """Eject by a streak, wait the ejection out, pass one trial: the ejection's reason."""
+        rig.fail(0, 3)
+        reason = rig.endpoints[0].reason
+        rig.later(100.0)
+        rig.call(0)
+        assert rig.history(0)[-1] == (events.READMITTED, "1 trial calls succeeded")
+        return reason
+
+    reasons = [round_trip() for _ in range(4)]
+    assert reasons == [
+        f"3 consecutive failures (UNAVAILABLE); out for {s} s" for s in (10, 20, 30, 40)
+    ]
+    rig.later(1.0)  # multiplier 4 -> 3
+    assert round_trip() == "3 consecutive failures (UNAVAILABLE); out for 40 s"
+    for _ in range(5):  # 4 -> 0, and no lower
+        rig.later(1.0)
+    assert round_trip() == "3 consecutive failures (UNAVAILABLE); out for 10 s"
 
 
 def test_failures_that_do_not_count_never_eject() -> None:
@@ -619,31 +687,38 @@ def test_failures_that_do_not_count_never_eject() -> None:
     assert not rig.endpoints[0].ejected
 
 
+def test_an_ejected_endpoint_is_not_ejected_again_by_a_streak() -> None:
+    rig = Rig(consecutive_config())
+    rig.fail(0, 3)
+    rig.call(0)  # in panic an ejected endpoint may still take calls
+    rig.fail(0, 3)
+    assert rig.history(0) == [
+        (events.EJECTED, "3 consecutive failures (UNAVAILABLE); out for 10 s")
+    ]
+
+
 def test_consecutive_failures_respect_the_limits(caplog: pytest.LogCaptureFixture) -> None:
     rig = Rig(consecutive_config(max_ejection_percent=50))
     with caplog.at_level(logging.INFO, logger="resilientrpc.outlier"):
         for index in range(4):
             rig.fail(index, 3)
-    assert [e.ejected for e in rig.endpoints] == [True, True, False, False]
-    assert "2 of 4 already out (max 50 %)" in caplog.text
-    two = Rig(consecutive_config(max_ejection_percent=100), count=2)
-    with caplog.at_level(logging.INFO, logger="resilientrpc.outlier"):
+        assert [e.ejected for e in rig.endpoints] == [True, True, False, False]
+        two = Rig(consecutive_config(max_ejection_percent=100), count=2)
         two.fail(0, 3)
         two.fail(1, 3)
     assert [e.ejected for e in two.endpoints] == [True, False]
-    assert (
-        "not ejecting 127.0.0.1:10001 (3 consecutive failures (UNAVAILABLE)): the last"
-        in caplog.text
-    )
+    assert logged(caplog) == [
+        "not ejecting 127.0.0.1:10002: 3 consecutive failures (UNAVAILABLE); "
+        "2 of 4 already out (max 50 %)",
+        "not ejecting 127.0.0.1:10003: 3 consecutive failures (UNAVAILABLE); "
+        "2 of 4 already out (max 50 %)",
+        "not ejecting 127.0.0.1:10001: 3 consecutive failures (UNAVAILABLE); the last available",
+    ]
 
 
 def test_consecutive_failures_enforcement() -> None:
-    rig = Rig(
-        consecutive_config(
-            consecutive_failures=ConsecutiveFailures(count=2, enforcement_percentage=40)
-        ),
-        rng=Scripted([40, 39]),
-    )
+    rule = ConsecutiveFailures(count=2, enforcement_percentage=40)
+    rig = Rig(consecutive_config(consecutive_failures=rule), rng=Scripted([40, 39]))
     rig.fail(0, 2)
     assert not rig.endpoints[0].ejected
     rig.call(0)
@@ -651,17 +726,39 @@ def test_consecutive_failures_enforcement() -> None:
     assert rig.endpoints[0].ejected
 
 
-def test_failed_trial_of_the_last_available_endpoint_readmits_it() -> None:
+def test_detector_has_its_own_rng_by_default() -> None:
+    rig = Rig(consecutive_config())  # no rng given: enforcement still rolls
+    rig.fail(0, 3)
+    assert rig.endpoints[0].ejected
+
+
+def test_an_error_on_an_outcome_is_logged_and_never_reaches_the_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = Rig(consecutive_config(), rng=Scripted([]))  # the roll raises IndexError
+    rig.fail(0, 3)
+    assert not rig.endpoints[0].ejected
+    assert logged(caplog) == ["outlier detection failed on an outcome of 127.0.0.1:10000"]
+
+
+def test_failed_trial_of_the_last_available_endpoint_readmits_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     rig = Rig(consecutive_config(max_ejection_percent=100), count=2)
     rig.fail(0, 3)
     rig.later(10.0)
     rig.balancer.set_state(rig.endpoints[1], grpc.ChannelConnectivity.TRANSIENT_FAILURE)
-    rig.fail(0, 1)
+    with caplog.at_level(logging.INFO, logger="resilientrpc.outlier"):
+        rig.fail(0, 1)
     assert rig.endpoints[0].available and not rig.endpoints[0].half_open
     assert rig.history(0)[-1] == (
         events.READMITTED,
         "trial call failed (UNAVAILABLE) while half-open; kept: the last available",
     )
+    assert logged(caplog) == [
+        "not ejecting 127.0.0.1:10000 again: trial call failed (UNAVAILABLE) while "
+        "half-open; the last available"
+    ]
 
 
 def test_a_quiet_half_open_endpoint_is_readmitted_after_an_interval() -> None:
@@ -680,14 +777,16 @@ def test_a_quiet_half_open_endpoint_is_readmitted_after_an_interval() -> None:
     )
 
 
+FP_SWEEP = OutlierDetection(
+    interval=1.0,
+    base_ejection_time=2.0,
+    max_ejection_percent=100,
+    failure_percentage_ejection=FailurePercentageEjection(minimum_hosts=2, request_volume=10),
+)
+
+
 def test_sweep_ejects_by_window_and_forgets_removed_endpoints() -> None:
-    config = OutlierDetection(
-        interval=1.0,
-        base_ejection_time=2.0,
-        max_ejection_percent=100,
-        failure_percentage_ejection=FailurePercentageEjection(minimum_hosts=3, request_volume=10),
-    )
-    rig = Rig(config, count=3)
+    rig = Rig(FP_SWEEP, count=3)
     for index in (0, 1):
         for _ in range(10):
             rig.call(index)
@@ -705,22 +804,53 @@ def test_sweep_ejects_by_window_and_forgets_removed_endpoints() -> None:
     assert rig.endpoints[2] not in rig.detector._tracks
 
 
-def test_latency_ejection_times_the_trials() -> None:
-    config = OutlierDetection(
-        interval=1.0,
-        base_ejection_time=2.0,
-        max_ejection_percent=100,
-        latency_ejection=LatencyEjection(minimum_hosts=3, request_volume=5),
-        half_open_trials=2,
-    )
-    rig = Rig(config, count=3)
+def test_sweep_keeps_one_available_and_judges_no_one_twice(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rig = Rig(FP_SWEEP, count=2)
+    with caplog.at_level(logging.INFO, logger="resilientrpc.outlier"):
+        rig.fail(0, 10)
+        rig.fail(1, 10)
+        rig.later(1.0)
+    assert [e.ejected for e in rig.endpoints] == [True, False]
+    assert logged(caplog) == [
+        "not ejecting 127.0.0.1:10001: failure percentage 100 % above threshold 85 % "
+        "(10 of 10 calls); the last available endpoint"
+    ]
+    rig.fail(0, 10)  # an ejected endpoint's window (panic traffic) does not eject it again
+    rig.fail(1, 10)
+    rig.later(1.0)
+    assert rig.history(0) == [
+        (
+            events.EJECTED,
+            "failure percentage 100 % above threshold 85 % (10 of 10 calls); out for 2 s",
+        ),
+    ]
+    assert not rig.endpoints[1].ejected
+
+
+LATENCY_SWEEP = OutlierDetection(
+    interval=1.0,
+    base_ejection_time=2.0,
+    max_ejection_percent=100,
+    latency_ejection=LatencyEjection(minimum_hosts=3, request_volume=5),
+    half_open_trials=2,
+)
+
+
+def slow_window(rig: Rig, slow: float = 30 * MS) -> None:
     for _ in range(5):
         rig.call(0, latency=1 * MS)
         rig.call(1, latency=2 * MS)
-        rig.call(2, latency=30 * MS)
+        rig.call(2, latency=slow)
+
+
+def test_latency_ejection_times_the_trials() -> None:
+    rig = Rig(LATENCY_SWEEP, count=3)
+    slow_window(rig)
     rig.later(1.0)
     assert rig.endpoints[2].ejected
-    rig.later(2.0)
+    rig.later(2.0)  # the peers had no calls in this interval: their last means stand
     rig.call(2, latency=30 * MS)
     rig.call(2, latency=30 * MS)
     assert rig.history(2)[-1] == (
@@ -728,13 +858,97 @@ def test_latency_ejection_times_the_trials() -> None:
         "trial calls slow: mean latency 30.0 ms > 3 x peers' median 1.5 ms; out for 4 s",
     )
     rig.later(4.0)
+    rig.call(2, latency=30 * MS)
+    rig.call(2, latency=30 * MS)
+    assert rig.history(2)[-1] == (
+        events.EJECTED,
+        "trial calls slow: mean latency 30.0 ms > 3 x peers' median 1.5 ms; out for 6 s",
+    )
+    rig.later(6.0)
     rig.call(2, latency=2 * MS)
     rig.call(2, latency=2 * MS)
     assert rig.history(2)[-1] == (events.READMITTED, "2 trial calls succeeded")
 
 
-def test_closed_detector_takes_no_outcomes() -> None:
+def test_trials_after_a_failure_ejection_are_not_timed() -> None:
+    config = OutlierDetection(
+        interval=1.0,
+        base_ejection_time=2.0,
+        max_ejection_percent=100,
+        consecutive_failures=ConsecutiveFailures(count=3),
+        latency_ejection=LatencyEjection(minimum_hosts=3, request_volume=5),
+        half_open_trials=2,
+    )
+    rig = Rig(config, count=3)
+    slow_window(rig, slow=2 * MS)
+    rig.later(1.0)
+    rig.fail(2, 3)
+    rig.later(2.0)
+    rig.call(2, latency=30 * MS)
+    rig.call(2, latency=30 * MS)
+    assert rig.history(2)[-1] == (events.READMITTED, "2 trial calls succeeded")
+
+
+def test_latency_trials_with_no_peer_known_readmit() -> None:
+    rig = Rig(LATENCY_SWEEP, count=3)
+    slow_window(rig)
+    rig.later(1.0)
+    rig.balancer.set_addresses([rig.endpoints[2].address])
+    rig.later(2.0)
+    rig.call(2, latency=30 * MS)
+    rig.call(2, latency=30 * MS)
+    assert rig.history(2)[-1] == (events.READMITTED, "2 trial calls succeeded")
+
+
+def test_an_unstarted_or_closed_detector_takes_no_outcomes() -> None:
+    balancer = Balancer(RoundRobinStrategy(rng=random.Random(1)))
+    OutlierDetector(balancer, consecutive_config())
+    balancer.set_addresses(["127.0.0.1:10000"])
+    endpoint = balancer.endpoints[0]
+    for _ in range(3):
+        endpoint.begin()
+        endpoint.record(Outcome(UNAVAILABLE, MS))
+    assert not endpoint.ejected
     rig = Rig(consecutive_config())
     rig.detector.close()
     rig.fail(0, 5)
     assert not rig.endpoints[0].ejected
+
+
+def test_a_closed_loop_never_breaks_a_call() -> None:
+    rig = Rig(consecutive_config())
+    rig.loop.closed = True
+    rig.fail(0, 5)  # the observer's hand-off raises RuntimeError: swallowed
+    assert not rig.endpoints[0].ejected
+
+
+def sweeps_in(seconds: float, interval: float) -> int:
+    """How many sweeps the detector's task runs in ``seconds`` (its first one raises)."""
+    config = OutlierDetection(interval=interval, consecutive_failures=ConsecutiveFailures())
+    detector = OutlierDetector(Balancer(RoundRobinStrategy()), config)
+    sweeps: list[float] = []
+
+    def sweep() -> None:
+        sweeps.append(0.0)
+        if len(sweeps) == 1:
+            raise ValueError("one bad sweep")
+
+    detector.sweep = sweep  # type: ignore[method-assign]
+
+    async def run_for_a_while() -> None:
+        task = asyncio.ensure_future(detector.start(asyncio.get_running_loop()))
+        await asyncio.sleep(seconds)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(run_for_a_while())
+    return len(sweeps)
+
+
+def test_the_sweep_task_sweeps_every_interval_and_survives_errors(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert 2 <= sweeps_in(0.07, 0.02) <= 4
+    assert 2 <= sweeps_in(0.07, 0.0) <= 8  # an interval of 0 is MIN_INTERVAL
+    assert "outlier detection sweep failed; carrying on" in logged(caplog)
