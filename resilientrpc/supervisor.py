@@ -3,9 +3,10 @@
 The supervisor keeps the balancer's endpoints in step with the target (re-resolving DNS
 names), watches each endpoint's connectivity through a ``grpc.aio`` channel (one task per
 endpoint, no thread per endpoint), and rebuilds the picker on the strategy's timer when
-weights change over time. The synchronous channel runs it on its one loop thread; the
-asyncio channel runs it on the caller's loop. All balancer mutations happen here, one at
-a time, on that loop.
+weights change over time; with outlier detection on, it runs the
+:class:`~resilientrpc.outlier.OutlierDetector`'s sweep task. The synchronous channel runs
+it on its one loop thread; the asyncio channel runs it on the caller's loop. All balancer
+mutations happen here, one at a time, on that loop.
 
 Background work survives whatever one endpoint's data does: an exception while handling
 one endpoint's change, a refresh or a resolution is logged and the task carries on

@@ -7,6 +7,7 @@ hand-cranked "loop" (a settable time, callbacks run at once) over a real balance
 from __future__ import annotations
 
 import asyncio
+import doctest
 import logging
 import random
 from collections.abc import Iterable
@@ -16,6 +17,7 @@ import grpc
 import pytest
 
 from resilientrpc import events
+from resilientrpc import outlier as outlier_module
 from resilientrpc.balancer import Balancer
 from resilientrpc.config import (
     ConsecutiveFailures,
@@ -952,3 +954,12 @@ def test_the_sweep_task_sweeps_every_interval_and_survives_errors(
     assert 2 <= sweeps_in(0.07, 0.02) <= 4
     assert 2 <= sweeps_in(0.07, 0.0) <= 8  # an interval of 0 is MIN_INTERVAL
     assert "outlier detection sweep failed; carrying on" in logged(caplog)
+
+
+def test_public_names_import_and_docstring_examples_hold() -> None:
+    module = outlier_module
+    assert module.__doc__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+    result = doctest.testmod(module)
+    assert result.failed == 0 and result.attempted >= 5
