@@ -27,7 +27,8 @@ failed trial ejects it again at once, for longer (the multiplier has grown); aft
 ``half_open_trials`` successes, none of them slow by the latency rule when latency got
 it ejected, it is readmitted. An endpoint that stays half-open for a whole interval with
 no failed trial (few or no calls came its way) is readmitted at the next sweep, judged
-on the trials it had, so it never stays half-open for good.
+on the trials it had, so it never stays half-open for good. With ``half_open_trials``
+0 an endpoint whose ejection is over is readmitted at once, as in A50.
 """
 
 from __future__ import annotations
@@ -470,12 +471,15 @@ class OutlierDetector:
         if track.ejected_until is not None:
             if now >= track.ejected_until:
                 track.ejected_until = None
-                track.trial_since = now
-                track.successes, track.latency = 0, 0.0
                 # A stale streak would never equal the limit again (written without the
                 # endpoint's lock: at worst one failure of the next streak is not counted).
                 endpoint.consecutive_failures = 0
                 trials = self._config.half_open_trials
+                if trials == 0:  # no trials: straight back, as A50's un-ejection
+                    self._balancer.readmit(endpoint, "ejection over")
+                    return
+                track.trial_since = now
+                track.successes, track.latency = 0, 0.0
                 self._balancer.half_open(endpoint, f"ejection over; {trials} trial calls decide")
         elif track.trial_since is not None:
             if now - track.trial_since >= self._config.interval:

@@ -107,15 +107,15 @@ def test_failing_backend_is_ejected_then_readmitted_through_half_open(
     history = [(e.kind, e.reason) for e in outlier_events(status)]
     assert history[-1] == (events.READMITTED, "2 trial calls succeeded")
     assert history[-2] == (events.HALF_OPEN, "ejection over; 2 trial calls decide")
-    # The second ejection lasted its 0.6 s (the first, 0.3 s), to within a sweep.
+    # The second ejection lasted its 0.6 s, the first its 0.3 s (sweeps every 0.1 s,
+    # and some slack for a busy machine).
     timeline = outlier_events(status)
     spans = [
         later.monotonic - earlier.monotonic
         for earlier, later in itertools.pairwise(timeline)
         if earlier.kind == events.EJECTED and later.kind == events.HALF_OPEN
     ]
-    assert 0.3 <= spans[0] < 0.3 + 0.25
-    assert 0.6 <= spans[1] < 0.6 + 0.25
+    assert 0.3 <= spans[0] < 0.6 <= spans[1] < 1.2
     assert status.reason == "2 trial calls succeeded"
 
 
@@ -129,7 +129,7 @@ def test_never_more_than_max_ejection_percent(
     handle.wait_ready(5)
     most = 0
     with load(handle):
-        for _ in range(300):  # about 1.5 s of samples
+        for _ in range(150):  # about a second of samples
             out = sum(1 for s in handle.endpoints() if s.ejected or s.half_open)
             most = max(most, out)
             threading.Event().wait(0.005)
@@ -145,7 +145,7 @@ def test_never_ejects_the_last_available_endpoint(
     handle.wait_ready(5)
     most = 0
     with load(handle):
-        for _ in range(300):
+        for _ in range(150):
             statuses = handle.endpoints()
             most = max(most, sum(1 for s in statuses if s.ejected))
             threading.Event().wait(0.005)

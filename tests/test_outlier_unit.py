@@ -963,3 +963,16 @@ def test_public_names_import_and_docstring_examples_hold() -> None:
         assert getattr(module, name) is not None, name
     result = doctest.testmod(module)
     assert result.failed == 0 and result.attempted >= 5
+
+
+def test_with_no_trials_the_ejection_ends_in_readmission() -> None:
+    rig = Rig(consecutive_config(half_open_trials=0))
+    rig.fail(0, 3)
+    rig.later(10.0)
+    assert rig.history(0) == [
+        (events.EJECTED, "3 consecutive failures (UNAVAILABLE); out for 10 s"),
+        (events.READMITTED, "ejection over"),
+    ]
+    assert rig.endpoints[0].consecutive_failures == 0
+    rig.fail(0, 3)  # the multiplier is 1 still: the next ejection is longer
+    assert rig.endpoints[0].reason == "3 consecutive failures (UNAVAILABLE); out for 20 s"
