@@ -3,9 +3,10 @@
 The supervisor keeps the balancer's endpoints in step with the target (re-resolving DNS
 names), watches each endpoint's connectivity through a ``grpc.aio`` channel (one task per
 endpoint, no thread per endpoint), and rebuilds the picker on the strategy's timer when
-weights change over time. The synchronous channel runs it on its one loop thread; the
-asyncio channel runs it on the caller's loop. All balancer mutations happen here, one at
-a time, on that loop.
+weights change over time; with outlier detection on, it runs the
+:class:`~resilientrpc.outlier.OutlierDetector`'s sweep task. The synchronous channel runs
+it on its one loop thread; the asyncio channel runs it on the caller's loop. All balancer
+mutations happen here, one at a time, on that loop.
 
 Background work survives whatever one endpoint's data does: an exception while handling
 one endpoint's change, a refresh or a resolution is logged and the task carries on
@@ -30,6 +31,7 @@ from resilientrpc.balancer import Balancer
 from resilientrpc.config import HealthCheckConfig, OutlierDetection
 from resilientrpc.endpoint import Connectivity, Endpoint
 from resilientrpc.heartbeat import Heartbeats
+from resilientrpc.outlier import OutlierDetector
 from resilientrpc.targets import DNS_REFRESH_PERIOD, Target, resolve
 
 __all__ = ["DRAIN_TIMEOUT", "WATCH_SETTLE_TIMEOUT", "Connector", "Supervisor"]
@@ -85,6 +87,8 @@ class Supervisor:
         )
         #: Passive outlier detection (None: off).
         self._outliers = outliers
+        # Built now: it installs the endpoints' outcome observer before any is added.
+        self._detector = None if outliers is None else OutlierDetector(balancer, outliers)
         self._target = target
         self._connect = connect
         self._disconnect = disconnect
@@ -113,6 +117,8 @@ class Supervisor:
         """Start the background tasks; must run on the supervisor's event loop."""
         loop = asyncio.get_running_loop()
         self._balancer.start(loop.call_later)
+        if self._detector is not None:
+            self._spawn(self._detector.start(loop), "outlier detection")
         if self._target.is_dns:
             self._spawn(self._resolve_forever(), "resolve")
         else:
@@ -240,6 +246,8 @@ class Supervisor:
         if self._closed:
             return
         self._closed = True
+        if self._detector is not None:
+            self._detector.close()
         self._balancer.shutdown()
         if self._heartbeats is not None:
             self._heartbeats.stop_all()
