@@ -356,7 +356,8 @@ def test_a_failing_event_listener_is_logged_and_the_others_still_hear(
     balancer.add_event_listener(later.append)
     balancer.set_health(balancer.endpoints[0], False, "x")
     assert [e.reason for e in later] == ["x"]
-    assert any(f"event listener {broken!r} failed" in r.getMessage() for r in caplog.records)
+    failures = [r.getMessage() for r in caplog.records if r.name == "resilientrpc.balancer"]
+    assert failures == [f"event listener {broken!r} failed"]
     balancer.remove_event_listener(later.append)
     balancer.remove_event_listener(later.append)  # twice: no error
     balancer.set_health(balancer.endpoints[0], True, "y")
@@ -435,6 +436,9 @@ def test_slow_start_keeps_one_timer_for_the_earliest_end_and_it_rebuilds() -> No
     assert callable(rebuild)
     rebuild()
     assert timers.scheduled[-1][0] == pytest.approx(10.0 - 6.5 + 0.001)
+    clock.now += 3.25  # a quarter of a second left: the timer is not rounded up
+    rebuild()
+    assert timers.scheduled[-1][0] == pytest.approx(0.25 + 0.001)
 
 
 def test_slow_start_ends_exactly_at_the_window() -> None:
@@ -462,3 +466,82 @@ def test_slow_start_passes_the_calls_metadata_to_the_strategy() -> None:
         ramped((("k", "v"),))
     assert seen_metadata and all(m == (("k", "v"),) for m in seen_metadata)
     assert len(seen_metadata) > 20  # some picks were tried again, with the same metadata
+
+
+# -- second mutation pass: defaults, short windows, the exact ramp boundary ---------------
+
+
+def ramped_share(weight: float) -> float:
+    """The share round robin over two gives the one ramping at ``weight``: when it is
+    turned down the retry takes the other, and round robin's next choice is it again."""
+    return weight / (1.0 + weight)
+
+
+def test_slow_start_works_with_the_default_random_source() -> None:
+    clock = Clock()
+    balancer = Balancer(RoundRobinStrategy(), clock=clock, slow_start_window=10.0)
+    balancer.set_addresses(ADDRESSES[:2])
+    first, _second = balancer.endpoints
+    for endpoint in balancer.endpoints:
+        balancer.set_state(endpoint, C.READY)
+    balancer.set_health(first, False, "x")
+    balancer.set_health(first, True, "y")
+    share = picked(balancer.picker, 2000)[first.address] / 2000
+    assert share == pytest.approx(ramped_share(SLOW_START_MIN_WEIGHT), abs=0.05)
+
+
+def test_a_half_open_endpoint_without_an_observer_records_outcomes() -> None:
+    balancer, _seen = ready_balancer(2)
+    first = balancer.endpoints[0]
+    assert balancer.eject(first, "failing")
+    balancer.half_open(first, "trial")
+    for code in ("OK", "UNAVAILABLE"):
+        first.begin()
+        first.record(Outcome(grpc.StatusCode[code], 0.001))
+    assert (first.calls, first.failures) == (2, 1)
+
+
+def test_a_slow_start_window_under_a_second_still_ramps() -> None:
+    clock = Clock()
+    balancer, _seen = ready_balancer(2, slow_start_window=0.5, clock=clock)
+    first = balancer.endpoints[0]
+    balancer.set_health(first, False, "x")
+    balancer.set_health(first, True, "y")
+    share = picked(balancer.picker, 2000)[first.address] / 2000
+    assert share == pytest.approx(ramped_share(SLOW_START_MIN_WEIGHT), abs=0.05)
+
+
+def test_an_endpoint_whose_window_just_ended_no_longer_ramps() -> None:
+    # first ramps from 100, second from 105; at 110 first is done (not ramping, though
+    # its window ends exactly now), so only second is damped, at weight 0.5.
+    clock = Clock()
+    balancer, _seen = ready_balancer(2, slow_start_window=10.0, clock=clock)
+    first, second = balancer.endpoints
+    balancer.set_health(first, False, "x")
+    balancer.set_health(first, True, "y")
+    clock.now = 105.0
+    balancer.set_health(second, False, "x")
+    balancer.set_health(second, True, "y")
+    clock.now = 110.0
+    balancer.rebuild()
+    share = picked(balancer.picker, 4000)[second.address] / 4000
+    assert share == pytest.approx(ramped_share(0.5), abs=0.05)  # undamped: 0.5
+
+
+def test_slow_start_draws_from_the_balancers_random_source() -> None:
+    def ramp_picks() -> list[str]:
+        clock = Clock()
+        balancer, _seen = ready_balancer(2, slow_start_window=10.0, clock=clock)  # Random(2)
+        first = balancer.endpoints[0]
+        balancer.set_health(first, False, "x")
+        clock.now += 5.0  # weight 0.5: a coin toss for each of its picks
+        balancer.set_health(first, True, "y")
+        clock.now += 5.0
+        result = []
+        for _ in range(200):
+            pick = balancer.picker.pick()
+            assert pick is not None
+            result.append(pick.endpoint.address)
+        return result
+
+    assert ramp_picks() == ramp_picks()  # the same seed, the same choices
