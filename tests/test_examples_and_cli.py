@@ -322,7 +322,6 @@ def test_demo_faults_plays_its_timeline_and_prints_events_and_tables() -> None:
     assert any(int(row[6]) > 0 for row in hang_rows), hang_rows  # fails/s
 
 
-@pytest.mark.skip(reason="needs the heartbeat monitor and outlier detection (issue 8 items 1-4)")
 def test_demo_faults_shows_each_backend_leave_and_come_back() -> None:
     lines = _faults_demo()
     stopped = _index(lines, "==> +hang: SIGSTOP")
