@@ -150,6 +150,8 @@ class Balancer:
         self._ramp_timer: Any = None
         #: The first resolution's endpoints not yet available (no slow start for them).
         self._initial: set[Endpoint] = set()
+        #: Clock time of the channel's first READY picker.
+        self._ready_since: float | None = None
         self._endpoints: dict[str, Endpoint] = {}
         self._listeners: list[Listener] = []
         self._event_listeners: list[EventListener] = []
@@ -363,8 +365,12 @@ class Balancer:
                 ready.append(endpoint)
                 if endpoint.available_since is None:
                     # Slow start ramps up endpoints that come back, or join later; the
-                    # channel's first members start at full weight.
-                    first = endpoint in self._initial
+                    # channel's first members start at full weight if they are there
+                    # within the start-up grace of the channel's first READY picker.
+                    first = endpoint in self._initial and (
+                        self._ready_since is None
+                        or now - self._ready_since <= self._startup_grace
+                    )
                     endpoint.available_since = -math.inf if first else now
                     self._initial.discard(endpoint)
             else:
@@ -375,6 +381,8 @@ class Balancer:
             picker = empty_picker(Connectivity.CONNECTING, members)
         elif ready_now:
             self._unanswered = None  # READY once: start-up is over
+            if self._ready_since is None:
+                self._ready_since = now
             choose = self._chooser(ready_now, members)
             if self._slow_start_window > 0:
                 choose = self._ramped(choose, ready_now, now)

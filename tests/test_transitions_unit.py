@@ -3,6 +3,7 @@ half-open, readmission, panic mode, slow start, and the events each one records.
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 
@@ -545,3 +546,24 @@ def test_slow_start_draws_from_the_balancers_random_source() -> None:
         return result
 
     assert ramp_picks() == ramp_picks()  # the same seed, the same choices
+
+
+def test_a_first_member_that_comes_up_after_the_grace_ramps_up() -> None:
+    clock = Clock()
+    balancer = Balancer(
+        RoundRobinStrategy(rng=random.Random(1)),
+        clock=clock,
+        slow_start_window=10.0,
+        rng=random.Random(2),
+    )
+    balancer.set_addresses(ADDRESSES[:3])
+    early, in_grace, late = balancer.endpoints
+    balancer.set_state(early, C.READY)
+    clock.now += 0.19  # within the start-up grace: still a first member
+    balancer.set_state(in_grace, C.READY)
+    clock.now += 5.0
+    balancer.set_state(late, C.READY)
+    assert early.available_since == in_grace.available_since == -math.inf
+    assert late.available_since == clock.now
+    counts = picked(balancer.picker, 3000)
+    assert counts[late.address] < 0.1 * 3000 < counts[early.address]
