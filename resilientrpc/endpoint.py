@@ -212,7 +212,9 @@ class Endpoint:
         #: The failure ratio as last updated (not decayed to now); exactly 0.0 when
         #: negligible, so the strategies' hot path tests it for free.
         self.failure_level = 0.0
-        self._failure_stamp = 0.0
+        # From creation on, no failure is evidence too: a first call that fails right after
+        # the endpoint appears weighs like one failure among many, not like all there is.
+        self._failure_stamp = clock()
         self.load: LoadReport | None = None
         self.load_stamp = -math.inf
         self.load_since = math.inf

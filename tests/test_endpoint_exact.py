@@ -130,11 +130,17 @@ def test_the_failure_ratio_after_a_known_sequence() -> None:
     assert endpoint.failure_ratio() == pytest.approx(expected * math.exp(-1.0), rel=1e-12)
 
 
-def test_a_first_outcome_that_fails_is_a_failure_ratio_of_one() -> None:
+def test_a_first_failure_weighs_against_the_quiet_since_the_endpoint_appeared() -> None:
     clock = Clock(now=100.0)
-    endpoint = endpoint_at(clock)
-    record(endpoint, "UNAVAILABLE", 0.001)
-    assert endpoint.failure_ratio() == pytest.approx(1.0)
+    endpoint = endpoint_at(clock)  # appears at 100.0
+    clock.now = 100.001
+    record(endpoint, "UNAVAILABLE", 0.001)  # right away: one failure among many
+    assert endpoint.failure_ratio() == pytest.approx(1.0 - 0.9)
+    late_clock = Clock(now=100.0)
+    late = endpoint_at(late_clock)
+    late_clock.now = 1000.0
+    record(late, "UNAVAILABLE", 0.001)  # long after: the only evidence there is
+    assert late.failure_ratio() == pytest.approx(1.0)
 
 
 def test_a_ratio_of_exactly_the_negligible_bar_is_kept() -> None:
