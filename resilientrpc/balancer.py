@@ -368,8 +368,7 @@ class Balancer:
                     # channel's first members start at full weight if they are there
                     # within the start-up grace of the channel's first READY picker.
                     first = endpoint in self._initial and (
-                        self._ready_since is None
-                        or now - self._ready_since <= self._startup_grace
+                        self._ready_since is None or now - self._ready_since <= self._startup_grace
                     )
                     endpoint.available_since = -math.inf if first else now
                     self._initial.discard(endpoint)
