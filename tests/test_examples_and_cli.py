@@ -334,7 +334,8 @@ def test_demo_faults_shows_each_backend_leave_and_come_back() -> None:
     _index(lines, r"event .* flip: health", _index(lines, r"event .* flip: health", flipped))
     panic = _index(lines, "event  channel: panic_entered")
     _index(lines, "event  channel: panic_left", panic)
-    assert any("panic mode: ON" in line for line in lines[panic:])
+    # (A table says "panic mode: ON" only if one is printed during the 0.6 s of panic at
+    # this time scale: not asserted, the events are.)
 
 
 @pytest.mark.parametrize(
