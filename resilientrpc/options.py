@@ -27,10 +27,14 @@ same options opened two connections, because their arguments differ in exactly t
 ways: the primary user agent grpc appends (``grpc._channel._USER_AGENT``
 "grpc-python/V" against ``grpc.aio._channel._USER_AGENT`` "grpc-python-asyncio/V"; a
 user's ``grpc.primary_user_agent`` is put *before* it, so options alone cannot make the
-two equal), and ``grpc.fork_epoch`` = 0, which the sync channel's arguments carry and
-the aio one's do not. With the aio module's user agent set to the sync one while the aio
-channel is built, and ``("grpc.fork_epoch", 0)`` added to its options, the proxy saw one
-connection: the heartbeat then watches the very connection the calls use.
+two equal), and, from grpcio 1.82 on, ``grpc.fork_epoch`` = 0, which the sync channel's
+arguments carry and the aio one's do not. Bisected by counting the established sockets
+to a server: with the user agents made equal, 1.68, 1.74, 1.76, 1.78, 1.80 and 1.81
+share one connection *without* ``grpc.fork_epoch`` (and open two with it); 1.82, 1.83,
+1.84 and 1.85 share one only *with* it. So the aio module's user agent is set to the
+sync one while the aio channel is built, and ``("grpc.fork_epoch", 0)`` is added to its
+options on grpcio 1.82 and later: one connection, and the heartbeat watches the very
+connection the calls use.
 
 Values are checked the way grpc's channel arguments take them (an ``int`` or a
 ``str``/``bytes``; nothing else), so a bad one raises :class:`ConfigError` naming
@@ -61,8 +65,18 @@ Option = tuple[str, Any]
 
 _log = logging.getLogger(__name__)
 
-#: The channel argument the sync channel's arguments carry and the aio one's do not.
-_FORK_EPOCH: Option = ("grpc.fork_epoch", 0)
+
+def _grpc_version() -> tuple[int, int]:
+    major, minor = [*grpc.__version__.split("."), "0", "0"][:2]
+    try:
+        return int(major), int(minor)
+    except ValueError:
+        return (0, 0)
+
+
+#: The channel argument a sync channel's arguments carry from grpcio 1.82 on (bisected,
+#: see above), and an aio one's never do; none before 1.82.
+_FORK_EPOCH: tuple[Option, ...] = (("grpc.fork_epoch", 0),) if _grpc_version() >= (1, 82) else ()
 #: Held while grpc.aio's user agent is swapped for the sync one (see the module notes).
 _USER_AGENT_LOCK = threading.Lock()
 _fallback_logged = False
@@ -168,6 +182,6 @@ class ChannelOptions:
         with _USER_AGENT_LOCK:
             aio_module._USER_AGENT = sync_agent
             try:
-                return self.aio_channel(address, (*self.options, _FORK_EPOCH))
+                return self.aio_channel(address, (*self.options, *_FORK_EPOCH))
             finally:
                 aio_module._USER_AGENT = aio_agent
