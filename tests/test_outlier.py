@@ -7,10 +7,12 @@ its reason, the half-open trials and the readmission, as the events recorded the
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 import grpc
 
@@ -68,19 +70,17 @@ def outlier_events(status: EndpointStatus) -> list[EndpointEvent]:
     return kinds(status, events.EJECTED, events.HALF_OPEN, events.READMITTED)
 
 
-def consecutive(count: int = 3, **overrides: object) -> ServiceConfig:
-    settings: dict[str, object] = {
-        "interval": 0.1,
-        "base_ejection_time": 0.3,
-        "max_ejection_time": 5.0,
-        "max_ejection_percent": 50,
-        "consecutive_failures": ConsecutiveFailures(count=count),
-        "half_open_trials": 2,
-    }
-    settings.update(overrides)
+def consecutive(count: int = 3, **overrides: Any) -> ServiceConfig:
+    settings = OutlierDetection(
+        interval=0.1,
+        base_ejection_time=0.3,
+        max_ejection_time=5.0,
+        max_ejection_percent=50,
+        consecutive_failures=ConsecutiveFailures(count=count),
+        half_open_trials=2,
+    )
     return ServiceConfig(
-        load_balancing=RoundRobin(),
-        outlier_detection=OutlierDetection(**settings),  # type: ignore[arg-type]
+        load_balancing=RoundRobin(), outlier_detection=dataclasses.replace(settings, **overrides)
     )
 
 

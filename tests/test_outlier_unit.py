@@ -935,7 +935,7 @@ def sweeps_in(seconds: float, interval: float) -> int:
         if len(sweeps) == 1:
             raise ValueError("one bad sweep")
 
-    detector.sweep = sweep  # type: ignore[method-assign]
+    detector.sweep = sweep  # type: ignore[method-assign]  # a sweep that fails once, on purpose
 
     async def run_for_a_while() -> None:
         task = asyncio.ensure_future(detector.start(asyncio.get_running_loop()))

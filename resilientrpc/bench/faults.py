@@ -29,6 +29,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
@@ -44,8 +45,9 @@ from resilientrpc.bench.events import (
 )
 from resilientrpc.bench.fleet import BackendMode, Fleet
 from resilientrpc.bench.network import strategy_variant
-from resilientrpc.bench.results import Row, at_least, at_most, ratio, summarize
+from resilientrpc.bench.results import Goal, Row, at_least, at_most, ratio, summarize
 from resilientrpc.config.service import HealthCheckConfig
+from resilientrpc.endpoint import EndpointStatus
 from resilientrpc.testing import Faults
 
 __all__ = [
@@ -131,12 +133,29 @@ def _errors_after(records: Sequence[CallRecord], after: float) -> tuple[int, int
     return sum(1 for record in later if record.code is not grpc.StatusCode.OK), len(later)
 
 
-def _row(run: EventRun, scenario: str, subject: str, value: float, **kwargs: object) -> Row:
+def _row(
+    run: EventRun,
+    scenario: str,
+    subject: str,
+    value: float,
+    *,
+    goal: Goal | None = None,
+    unit: str = "x",
+    context: str = "",
+) -> Row:
     label = _VARIANT_LABELS[run.variant]
     if run.config is PLAIN_CONFIG:
         label += " (no healthCheckConfig: no SERVING seen)"
     twin = "-" if run.variant == "native" else run.variant
-    return Row(scenario=scenario, twin=twin, subject=f"{label}: {subject}", value=value, **kwargs)  # type: ignore[arg-type]
+    return Row(
+        scenario=scenario,
+        twin=twin,
+        subject=f"{label}: {subject}",
+        value=value,
+        goal=goal,
+        unit=unit,
+        context=context,
+    )
 
 
 def _isolation(
@@ -354,9 +373,13 @@ def fast_failing(driver: Driver, budget: FaultBudget, *, mode: BackendMode) -> l
     return rows
 
 
-def _attempts(channel: object) -> dict[str, int]:
+class _HasEndpoints(Protocol):
+    def endpoints(self) -> list[EndpointStatus]: ...
+
+
+def _attempts(channel: _HasEndpoints) -> dict[str, int]:
     """Finished attempts per address, from a ResilientChannel's ``endpoints()``."""
-    statuses = channel.endpoints()  # type: ignore[attr-defined]
+    statuses = channel.endpoints()
     return {status.address: status.calls + status.outstanding for status in statuses}
 
 
