@@ -33,16 +33,22 @@ def succeed(endpoint: Endpoint, times: int, clock: Clock, latency: float = 0.005
         endpoint.record(Outcome(grpc.StatusCode.OK, latency))
 
 
+def busy_healthy_and_failing(clock: Clock) -> tuple[Endpoint, Endpoint]:
+    """A healthy endpoint with five calls in flight, and one that failed 20 times."""
+    healthy, failing = ready_endpoints(2, clock)
+    succeed(healthy, 5, clock)
+    fail(failing, 20, clock)
+    for _ in range(5):
+        healthy.begin()
+    return healthy, failing
+
+
 @pytest.mark.parametrize("strategy_class", STRATEGIES)
 def test_a_failing_endpoint_loses_to_a_busier_healthy_one(
     strategy_class: type[LeastRequestStrategy],
 ) -> None:
     clock = Clock()
-    healthy, failing = ready_endpoints(2, clock)
-    succeed(healthy, 5, clock)
-    fail(failing, 20, clock)
-    for _ in range(5):
-        healthy.begin()  # busy: five calls in flight
+    healthy, failing = busy_healthy_and_failing(clock)
     choose = strategy_class(rng=random.Random(3), clock=clock).chooser((healthy, failing), ())
     assert {choose(None) for _ in range(50)} == {healthy}
 
@@ -95,11 +101,7 @@ def test_a_failed_endpoint_is_tried_again_once_its_ratio_decays(
     strategy_class: type[LeastRequestStrategy],
 ) -> None:
     clock = Clock()
-    healthy, failing = ready_endpoints(2, clock)
-    succeed(healthy, 5, clock)
-    fail(failing, 20, clock)
-    for _ in range(5):
-        healthy.begin()
+    healthy, failing = busy_healthy_and_failing(clock)
     choose = strategy_class(rng=random.Random(3), clock=clock).chooser((healthy, failing), ())
     clock.now += 60.0  # six time constants: the failures are history
     assert failing in {choose(None) for _ in range(50)}
