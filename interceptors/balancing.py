@@ -15,7 +15,7 @@ from typing import Any
 
 import grpc
 
-from interceptors.details import AttemptDetails
+from interceptors.details import AttemptDetails, AttemptRecord
 from resilientrpc._calls import LocalRpcError, PendingCall
 from resilientrpc.endpoint import Outcome
 from resilientrpc.load_report import parse_load_report
@@ -122,7 +122,7 @@ class BalancingInterceptor(
             self._router, with_load=self._with_load, clock=self._clock, defer=True
         )
 
-    def call_now(self, details: Any, payload: Any) -> Any:
+    def call_now(self, details: Any, payload: Any, record: AttemptRecord | None = None) -> Any:
         """A blocking unary call sent at once, when an endpoint can take it now.
 
         The channel's hot path, for when this step is the whole chain: the same pick,
@@ -132,10 +132,13 @@ class BalancingInterceptor(
         call's ``grpc.RpcError``, or returns :data:`NOT_NOW` when the call has to wait or
         fail; the caller then takes the chain. Only for strategies that read no load
         reports (they come in the call's trailers, which this path does not keep).
+        ``record``, when given, learns the endpoint (a retry step's first attempt).
         """
         pick = self._router.pick_now(details.metadata)
         if pick is None:
             return NOT_NOW
+        if record is not None:
+            record.address = pick.endpoint.address
         clock = self._clock
         send = pick.endpoint.transport.unary_unary(details.method)
         try:
@@ -158,16 +161,20 @@ class BalancingInterceptor(
         return response
 
     def _attempt(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+        record: AttemptRecord | None = getattr(details, "attempt", None)
+        tried = None if record is None else record.tried
         if self._defer:
-            pick = self._router.pick_now(details.metadata)
+            pick = self._router.pick_now(details.metadata, tried)
             if pick is None:
-                return self._later(continuation, details, request)
-            return self._send(continuation, details, request, pick, details.timeout)
-        routed = self._router.pick(details.metadata, bool(details.wait_for_ready), details.timeout)
+                return self._later(continuation, details, request, record)
+            return self._send(continuation, details, request, pick, details.timeout, record)
+        routed = self._router.pick(
+            details.metadata, bool(details.wait_for_ready), details.timeout, tried
+        )
         if isinstance(routed, grpc.RpcError):
             return routed
         pick, timeout = routed
-        return self._send(continuation, details, request, pick, timeout)
+        return self._send(continuation, details, request, pick, timeout, record)
 
     def _send(
         self,
@@ -176,7 +183,10 @@ class BalancingInterceptor(
         request: Any,
         pick: PickResult,
         timeout: float | None,
+        record: AttemptRecord | None = None,
     ) -> Any:
+        if record is not None:
+            record.address = pick.endpoint.address
         try:
             call = continuation(attempt_details(details, pick, timeout), request)
         except BaseException as error:
@@ -186,7 +196,13 @@ class BalancingInterceptor(
         call.add_done_callback(self._reporter(pick))
         return call
 
-    def _later(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+    def _later(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        details: Any,
+        request: Any,
+        record: AttemptRecord | None,
+    ) -> Any:
         """A pending call, whose attempt the router starts when an endpoint can take it."""
         timeout = details.timeout
         clock = self._router.clock
@@ -194,7 +210,7 @@ class BalancingInterceptor(
 
         def start(pick: PickResult, remaining: float | None) -> None:
             try:
-                call = self._send(continuation, details, request, pick, remaining)
+                call = self._send(continuation, details, request, pick, remaining, record)
             except LocalRpcError as error:
                 call = error
             except Exception as error:  # the continuation raised: fail the call with it
@@ -205,7 +221,12 @@ class BalancingInterceptor(
                 call.cancel()
 
         pending.withdraw = self._router.defer(
-            details.metadata, bool(details.wait_for_ready), timeout, start, pending.settle
+            details.metadata,
+            bool(details.wait_for_ready),
+            timeout,
+            start,
+            pending.settle,
+            None if record is None else record.tried,
         )
         return pending
 

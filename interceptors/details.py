@@ -7,7 +7,7 @@ from typing import Any
 
 import grpc
 
-__all__ = ["AttemptDetails", "CallDetails"]
+__all__ = ["AttemptDetails", "AttemptRecord", "CallDetails", "RetryCallDetails"]
 
 
 class CallDetails(
@@ -55,3 +55,49 @@ class AttemptDetails(
     wait_for_ready: bool | None
     compression: grpc.Compression | None
     endpoint: Any
+
+
+class AttemptRecord:
+    """What a retry step and the balancing step below it tell each other about one attempt.
+
+    The retry step puts the addresses the call's earlier attempts went to in ``tried``; the
+    balancing step avoids them while it can (failover) and writes the endpoint it chose
+    into ``address``. On a plain grpc channel nobody reads ``tried`` and ``address``
+    stays None.
+    """
+
+    __slots__ = ("address", "tried")
+
+    def __init__(self, tried: frozenset[str] = frozenset()) -> None:
+        self.tried = tried
+        self.address: str | None = None
+
+    def __repr__(self) -> str:
+        return f"AttemptRecord(tried={sorted(self.tried)}, address={self.address!r})"
+
+
+class RetryCallDetails(
+    collections.namedtuple(
+        "RetryCallDetails",
+        [
+            "method",
+            "timeout",
+            "metadata",
+            "credentials",
+            "wait_for_ready",
+            "compression",
+            "attempt",
+        ],
+    ),
+    grpc.ClientCallDetails,
+):
+    """The details of one attempt the retry step sends: call details plus its
+    :class:`AttemptRecord`. grpc's own channel reads only the usual six fields."""
+
+    method: str
+    timeout: float | None
+    metadata: Any
+    credentials: grpc.CallCredentials | None
+    wait_for_ready: bool | None
+    compression: grpc.Compression | None
+    attempt: AttemptRecord

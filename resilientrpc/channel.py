@@ -21,7 +21,8 @@ import grpc
 import grpc.aio
 
 from interceptors.balancing import NOT_NOW, BalancingInterceptor
-from interceptors.details import AttemptDetails
+from interceptors.details import AttemptDetails, AttemptRecord
+from interceptors.retry import RetryInterceptor
 from resilientrpc._calls import (
     Deserializer,
     ResponseFuture,
@@ -101,15 +102,34 @@ def _send_stream_stream(details: AttemptDetails, payloads: Iterator[Any]) -> Any
 
 
 class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
-    __slots__ = ("_blocking", "_channel", "_deliver", "_direct", "_future")
+    __slots__ = (
+        "_below_retry",
+        "_blocking",
+        "_channel",
+        "_deliver",
+        "_direct",
+        "_future",
+        "_per_attempt",
+        "_retrier",
+    )
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
         self._direct = channel._direct
-        self._blocking = channel._chain("intercept_unary_unary", _send_unary_blocking)
-        self._future = channel._chain("intercept_unary_unary", _send_unary_future, blocking=False)
+        hook = "intercept_unary_unary"
+        self._future = channel._chain(hook, _send_unary_future, blocking=False, method=method)
+        policy = channel._retry.policy(method)
+        if policy.hedging is not None:  # hedges overlap: a blocking call waits on a future
+            self._blocking = self._future
+        else:
+            self._blocking = channel._chain(hook, _send_unary_blocking, method=method)
+        # A retried method's hot path: the first attempt as any call's, then the retry
+        # step (tenacity) only if it failed, continuing below itself in the chain.
+        self._retrier = channel._retry if policy.retry is not None else None
+        self._per_attempt = None if policy.retry is None else policy.retry.per_attempt_recv_timeout
+        self._below_retry = channel._chain(hook, _send_unary_blocking)
 
     def __call__(
         self,
@@ -124,11 +144,45 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         payload = self._serialize(request)
         direct = self._direct
         if direct is not None:
-            response = direct.call_now(details, payload)
+            retrier = self._retrier
+            if retrier is None:
+                response = direct.call_now(details, payload)
+            else:
+                response = self._first_attempt(direct, retrier, details, payload)
             if response is not NOT_NOW:
                 return deserialize_or_raise(self._deserializer, response)
         outcome = self._blocking(details, payload)
         return deserialize_or_raise(self._deserializer, outcome.result())
+
+    def _first_attempt(
+        self,
+        direct: BalancingInterceptor,
+        retrier: RetryInterceptor,
+        details: Any,
+        payload: Any,
+    ) -> Any:
+        """A retried method's call on the hot path: the retry step joins only on failure."""
+        record = AttemptRecord()
+        timeout = details.timeout
+        per_attempt = self._per_attempt
+        binding = per_attempt is not None and (timeout is None or per_attempt < timeout)
+        deadline = None if timeout is None else self._channel._clock() + timeout
+        try:
+            response = direct.call_now(
+                details._replace(timeout=per_attempt) if binding else details, payload, record
+            )
+        except grpc.RpcError as error:
+            retrier.budgets.called()
+            outcome = retrier.first_failed(
+                self._below_retry, details, payload, error, record, deadline, binding
+            )
+            return outcome.result()
+        if response is not NOT_NOW:
+            budgets = retrier.budgets
+            if budgets:
+                budgets.called()
+                budgets.record(grpc.StatusCode.OK, False)
+        return response
 
     def with_call(
         self,
@@ -165,7 +219,9 @@ class _UnaryStream(MethodCall, grpc.UnaryStreamMultiCallable):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
-        self._invoke = channel._chain("intercept_unary_stream", _send_unary_stream, blocking=False)
+        self._invoke = channel._chain(
+            "intercept_unary_stream", _send_unary_stream, blocking=False, method=method
+        )
 
     def __call__(
         self,
@@ -188,8 +244,12 @@ class _StreamUnary(MethodCall, grpc.StreamUnaryMultiCallable):
         super().__init__(method, ser, de, channel.config.method_config(method))
         self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
-        self._blocking = channel._chain("intercept_stream_unary", _send_stream_blocking)
-        self._future = channel._chain("intercept_stream_unary", _send_stream_future, blocking=False)
+        self._blocking = channel._chain(
+            "intercept_stream_unary", _send_stream_blocking, method=method
+        )
+        self._future = channel._chain(
+            "intercept_stream_unary", _send_stream_future, blocking=False, method=method
+        )
 
     def __call__(
         self,
@@ -240,7 +300,7 @@ class _StreamStream(MethodCall, grpc.StreamStreamMultiCallable):
         self._channel = channel  # a stub keeps its channel alive, as in grpc
         self._deliver = channel._callbacks.run_soon  # user callbacks: never on grpc's threads
         self._invoke = channel._chain(
-            "intercept_stream_stream", _send_stream_stream, blocking=False
+            "intercept_stream_stream", _send_stream_stream, blocking=False, method=method
         )
 
     def __call__(
@@ -395,6 +455,14 @@ class ResilientChannel(grpc.Channel):
             self._router, with_load=core.uses_load_reports, clock=clock
         )
         self._interceptors: list[Any] = [balancing]
+        # Per-method retries and hedging (methodConfig), above the balancing step; its
+        # timers run on the background loop.
+        self._retry = RetryInterceptor(
+            core.config,
+            call_later=self._loop.call_later,
+            clock=clock,
+            buffer_limit=core.options.retry_buffer_limit,
+        )
         # Futures and streams must not block their caller: their chains end in the
         # deferring twin of the balancing step.
         self._deferring = balancing.deferring()
@@ -435,8 +503,16 @@ class ResilientChannel(grpc.Channel):
         )
 
     # -- the interceptor chain -----------------------------------------------------------
-    def _chain(self, hook: str, terminal: Invoke, *, blocking: bool = True) -> Invoke:
+    def _chain(
+        self, hook: str, terminal: Invoke, *, blocking: bool = True, method: str | None = None
+    ) -> Invoke:
+        """The chain of ``hook`` ending in ``terminal``; with the retry step on top when
+        ``method`` has a retry or hedging policy."""
         steps = self._interceptors if blocking else [*self._interceptors[:-1], self._deferring]
+        if method is not None:
+            policy = self._retry.policy(method)
+            if policy.retry is not None or policy.hedging is not None:
+                steps = [self._retry.view(blocking=blocking), *steps]
         return chain(steps, hook, terminal)
 
     @property
@@ -542,6 +618,7 @@ class ResilientChannel(grpc.Channel):
                 self._close_done.wait()
             return
         self._finalizer.detach()
+        self._retry.close()  # futures waiting to retry: their timers die with the loop
         try:
             if on_loop:  # cannot wait for the loop from the loop itself
                 self._loop.abandon(_shut_down(self._supervisor, self._callbacks))

@@ -110,6 +110,13 @@ def _check_value(index: int, name: str, value: object) -> None:
         )
 
 
+#: grpc's channel argument for the bytes of requests one call buffers for retries; the
+#: retry step honours it (A6: a client setting, not a service config one).
+RETRY_BUFFER_OPTION = "grpc.per_rpc_retry_buffer_size"
+#: Its default, gRPC's: 256 KiB.
+DEFAULT_RETRY_BUFFER = 256 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelOptions:
     """How to open a connection to one backend address."""
@@ -135,6 +142,14 @@ class ChannelOptions:
                         f"options[{index}]", f"expected a (name, value) pair, got {option!r}"
                     )
                 _check_value(index, option[0], option[1])
+                if option[0] == RETRY_BUFFER_OPTION and (
+                    not isinstance(option[1], int) or option[1] < 0
+                ):
+                    raise ConfigError(
+                        f"options[{index}]",
+                        f"the value of {RETRY_BUFFER_OPTION!r} must be a number of bytes "
+                        f"(an int >= 0), got {option[1]!r}",
+                    )
                 checked.append(option)
         if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
             raise ConfigError(
@@ -143,6 +158,14 @@ class ChannelOptions:
         named = {name for name, _value in checked}
         defaults = tuple(option for option in DEFAULT_OPTIONS if option[0] not in named)
         return cls(defaults + tuple(checked), credentials)
+
+    @property
+    def retry_buffer_limit(self) -> int:
+        """Bytes of requests one call keeps for replay (``grpc.per_rpc_retry_buffer_size``)."""
+        for name, value in self.options:
+            if name == RETRY_BUFFER_OPTION:
+                return int(value)
+        return DEFAULT_RETRY_BUFFER
 
     def sync_channel(self, address: str) -> grpc.Channel:
         if self.credentials is None:

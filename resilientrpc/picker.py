@@ -10,7 +10,9 @@ go now, wait for the next picker, or fail at once.
 from __future__ import annotations
 
 import enum
+import random
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
 import grpc
@@ -78,6 +80,38 @@ class Picker:
             return None
         return PickResult(endpoint, endpoint.begin(), endpoint.record)
 
+    def pick_avoiding(
+        self, metadata: Metadata | None, tried: AbstractSet[str]
+    ) -> PickResult | None:
+        """:meth:`pick`, preferring an endpoint whose address is not in ``tried`` (failover).
+
+        A retry goes elsewhere while it can (Envoy's ``previous_hosts``): the strategy is
+        asked again up to :data:`RECHOOSE` times, then an untried endpoint is drawn at
+        random; only when every endpoint has been tried is a tried one picked again.
+        """
+        endpoint = self._choose(metadata)
+        if endpoint is None or endpoint.address not in tried:
+            return (
+                None
+                if endpoint is None
+                else PickResult(endpoint, endpoint.begin(), endpoint.record)
+            )
+        for _ in range(RECHOOSE):
+            again = self._choose(metadata)
+            if again is not None and again.address not in tried:
+                endpoint = again
+                break
+        else:
+            untried = [e for e in self.endpoints if e.address not in tried]
+            if untried:
+                endpoint = random.choice(untried)
+        return PickResult(endpoint, endpoint.begin(), endpoint.record)
+
+
+#: How many more times :meth:`Picker.pick_avoiding` asks the strategy before drawing an
+#: untried endpoint itself (a strategy such as ring_hash answers the same every time).
+RECHOOSE = 2
+
 
 def _choose_nothing(metadata: Metadata | None) -> Endpoint | None:
     return None
@@ -133,14 +167,24 @@ def decide(picker: Picker, wait_for_ready: bool) -> Decision:
     return Decision.FAIL
 
 
-def ready_pick(picker: Picker, metadata: Metadata | None) -> PickResult | None:
-    """A pick when ``picker`` is READY (the hot path of both drivers); None otherwise."""
+def ready_pick(
+    picker: Picker, metadata: Metadata | None, tried: AbstractSet[str] | None = None
+) -> PickResult | None:
+    """A pick when ``picker`` is READY (the hot path of both drivers); None otherwise.
+
+    ``tried``: addresses this call's earlier attempts went to, avoided while others exist.
+    """
     if picker.state is Connectivity.READY:
-        return picker.pick(metadata)
+        return picker.pick_avoiding(metadata, tried) if tried else picker.pick(metadata)
     return None
 
 
-def route(picker: Picker, metadata: Metadata | None, wait_for_ready: bool) -> PickResult | Decision:
+def route(
+    picker: Picker,
+    metadata: Metadata | None,
+    wait_for_ready: bool,
+    tried: AbstractSet[str] | None = None,
+) -> PickResult | Decision:
     """One routing step of a call against ``picker``: a pick to send on, or WAIT / FAIL.
 
     Both drivers loop on this, waiting for the next picker (their only difference) after
@@ -148,7 +192,7 @@ def route(picker: Picker, metadata: Metadata | None, wait_for_ready: bool) -> Pi
     """
     decision = decide(picker, wait_for_ready)
     if decision is Decision.SEND:
-        result = picker.pick(metadata)
+        result = picker.pick_avoiding(metadata, tried) if tried else picker.pick(metadata)
         if result is not None:
             return result
         return Decision.WAIT if wait_for_ready else Decision.FAIL
@@ -174,13 +218,14 @@ def next_step(
     wait_for_ready: bool,
     deadline: float | None,
     now: float,
+    tried: AbstractSet[str] | None = None,
 ) -> PickResult | Status | Wait:
     """What a call does next against ``picker``: send on a pick, end, or wait (how long).
 
     The whole routing decision of both drivers, the sync router's queue of deferred calls
     included; the drivers differ only in how they wait.
     """
-    step = route(picker, metadata, wait_for_ready)
+    step = route(picker, metadata, wait_for_ready, tried)
     if isinstance(step, PickResult):
         return step
     if step is Decision.FAIL:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 from resilientrpc._calls import LocalRpcError
 from resilientrpc.balancer import Balancer
@@ -62,7 +63,7 @@ def _never(delay: float, function: Callable[[], None]) -> Callable[[], None]:
 class _Waiter:
     """One deferred call, queued until a picker (or its deadline) decides it."""
 
-    __slots__ = ("cancel_timer", "deadline", "fail", "metadata", "start", "wait_for_ready")
+    __slots__ = ("cancel_timer", "deadline", "fail", "metadata", "start", "tried", "wait_for_ready")
 
     def __init__(
         self,
@@ -71,7 +72,9 @@ class _Waiter:
         deadline: float | None,
         start: Start,
         fail: Fail,
+        tried: AbstractSet[str] | None = None,
     ) -> None:
+        self.tried = tried
         self.metadata = metadata
         self.wait_for_ready = wait_for_ready
         self.deadline = deadline
@@ -115,22 +118,31 @@ class SyncRouter:
         for waiter in waiters:
             self._try(waiter, picker, self._deliver)
 
-    def pick_now(self, metadata: Metadata | None) -> PickResult | None:
-        """The hot path: an endpoint from a READY picker, without waiting; None otherwise."""
-        return ready_pick(self._balancer.picker, metadata)
+    def pick_now(
+        self, metadata: Metadata | None, tried: AbstractSet[str] | None = None
+    ) -> PickResult | None:
+        """The hot path: an endpoint from a READY picker, without waiting; None otherwise.
+
+        ``tried``: addresses the call's earlier attempts went to (avoided while others exist).
+        """
+        return ready_pick(self._balancer.picker, metadata, tried)
 
     def pick(
-        self, metadata: Metadata | None, wait_for_ready: bool, timeout: float | None
+        self,
+        metadata: Metadata | None,
+        wait_for_ready: bool,
+        timeout: float | None,
+        tried: AbstractSet[str] | None = None,
     ) -> tuple[PickResult, float | None] | LocalRpcError:
         """An endpoint for one attempt and the timeout left for it, or the call's error."""
-        result = ready_pick(self._balancer.picker, metadata)
+        result = ready_pick(self._balancer.picker, metadata, tried)
         if result is not None:
             return result, timeout
         clock = self._clock
         deadline = None if timeout is None else clock() + timeout
         while True:
             picker = self._balancer.picker
-            step = next_step(picker, metadata, wait_for_ready, deadline, clock())
+            step = next_step(picker, metadata, wait_for_ready, deadline, clock(), tried)
             if isinstance(step, PickResult):
                 return step, None if deadline is None else deadline - clock()
             if isinstance(step, Status):
@@ -146,6 +158,7 @@ class SyncRouter:
         timeout: float | None,
         start: Start,
         fail: Fail,
+        tried: AbstractSet[str] | None = None,
     ) -> Callable[[], object]:
         """Start an attempt when a picker can take it, without blocking the caller.
 
@@ -154,7 +167,7 @@ class SyncRouter:
         ``deliver``. Returns a function that withdraws the call (its caller cancelled it).
         """
         deadline = None if timeout is None else self._clock() + timeout
-        waiter = _Waiter(metadata, wait_for_ready, deadline, start, fail)
+        waiter = _Waiter(metadata, wait_for_ready, deadline, start, fail, tried)
         self._queue(waiter)
         self._try(waiter, self._balancer.picker, _now)
         return lambda: self._claim(waiter)
@@ -186,7 +199,12 @@ class SyncRouter:
         if not self._claim(waiter):
             return  # settled or withdrawn elsewhere
         step = next_step(
-            picker, waiter.metadata, waiter.wait_for_ready, waiter.deadline, self._clock()
+            picker,
+            waiter.metadata,
+            waiter.wait_for_ready,
+            waiter.deadline,
+            self._clock(),
+            waiter.tried,
         )
         if isinstance(step, Wait):  # READY, yet nothing for this call: back in the queue
             self._queue(waiter)  # (claiming cancelled its timer: a new one)
