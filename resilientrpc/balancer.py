@@ -385,7 +385,9 @@ class Balancer:
             choose = self._chooser(ready_now, members)
             if self._slow_start_window > 0:
                 choose = self._ramped(choose, ready_now, now)
-            picker = Picker(Connectivity.READY, ready_now, members, choose)
+            picker = Picker(
+                Connectivity.READY, ready_now, members, choose, failover=self.strategy.failover
+            )
         else:
             state = aggregate_state(members)  # TRANSIENT_FAILURE when there are none
             picker = empty_picker(state, members, self._resolution_error)

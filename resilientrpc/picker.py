@@ -53,7 +53,7 @@ class PickResult(NamedTuple):
 class Picker:
     """An immutable snapshot: aggregate state, the endpoints it may pick, and how to choose."""
 
-    __slots__ = ("_choose", "endpoints", "error", "members", "state")
+    __slots__ = ("_choose", "endpoints", "error", "failover", "members", "state")
 
     def __init__(
         self,
@@ -62,8 +62,12 @@ class Picker:
         members: tuple[Endpoint, ...],
         choose: Chooser,
         error: str | None = None,
+        *,
+        failover: str = "random",
     ) -> None:
         self.state = state
+        #: How a retry chooses among untried endpoints (:attr:`Strategy.failover`).
+        self.failover = failover
         self.endpoints = endpoints
         self.members = members
         self._choose = choose
@@ -83,28 +87,29 @@ class Picker:
     def pick_avoiding(
         self, metadata: Metadata | None, tried: AbstractSet[str]
     ) -> PickResult | None:
-        """:meth:`pick`, preferring an endpoint whose address is not in ``tried`` (failover).
+        """:meth:`pick` for a retry: an endpoint whose address is not in ``tried``.
 
-        A retry goes elsewhere while it can (Envoy's ``previous_hosts``): the strategy is
-        asked again up to :data:`RECHOOSE` times, then an untried endpoint is drawn at
-        random; only when every endpoint has been tried is a tried one picked again.
+        A retry goes elsewhere while it can (Envoy's ``previous_hosts``), chosen as the
+        strategy's :attr:`~resilientrpc.strategies.Strategy.failover` says: uniformly
+        among the untried, the strategy's own choice (asked up to :data:`RECHOOSE` more
+        times, then uniformly), or the first untried in order. Only when every endpoint
+        has been tried is a tried one picked again, by the strategy.
         """
-        endpoint = self._choose(metadata)
-        if endpoint is None or endpoint.address not in tried:
-            return (
-                None
-                if endpoint is None
-                else PickResult(endpoint, endpoint.begin(), endpoint.record)
-            )
-        for _ in range(RECHOOSE):
-            again = self._choose(metadata)
-            if again is not None and again.address not in tried:
-                endpoint = again
-                break
-        else:
-            untried = [e for e in self.endpoints if e.address not in tried]
-            if untried:
-                endpoint = random.choice(untried)
+        untried = [e for e in self.endpoints if e.address not in tried]
+        if not untried:
+            return self.pick(metadata)
+        failover = self.failover
+        endpoint: Endpoint | None = None
+        if failover == "ordered":
+            endpoint = untried[0]
+        elif failover == "strategy":
+            for _ in range(1 + RECHOOSE):
+                choice = self._choose(metadata)
+                if choice is not None and choice.address not in tried:
+                    endpoint = choice
+                    break
+        if endpoint is None:
+            endpoint = random.choice(untried)
         return PickResult(endpoint, endpoint.begin(), endpoint.record)
 
 

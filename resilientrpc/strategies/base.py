@@ -31,6 +31,12 @@ class Strategy(abc.ABC):
     refresh_period: float | None = None
     #: Time constant of the endpoints' latency estimates, seconds.
     decay: float = DEFAULT_DECAY
+    #: How a retry picks among the endpoints its call has not tried (failover):
+    #: ``"random"`` - uniformly, leaving the strategy's own sequence untouched (asking a
+    #: round robin again would shift every later call's start, so that with one bad
+    #: backend of two every call would try it first); ``"strategy"`` - the strategy's own
+    #: choice (stateless, load-aware choosers); ``"ordered"`` - the first untried in order.
+    failover = "random"
 
     def __init__(
         self,

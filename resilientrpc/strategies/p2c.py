@@ -33,6 +33,8 @@ FAILURE_TOLERANCE = 0.1
 
 
 class _PowerOfChoices(Strategy):
+    failover = "strategy"  # two random choices, compared on load: the best a retry can do
+
     #: Whether the load is a function of time (read the clock once per pick).
     timed = False
 

@@ -22,6 +22,7 @@ class PickFirstStrategy(Strategy):
     """
 
     name = "pick_first"
+    failover = "ordered"  # a retry takes the next address in order
 
     def __init__(
         self,
