@@ -62,7 +62,7 @@ BAD_CONFIGS = [
         (
             "unknown field 'methodconfig' in the service config; allowed "
             "fields: 'loadBalancingConfig', 'loadBalancingPolicy', "
-            "'methodConfig', 'retryThrottling', 'healthCheckConfig', "
+            "'methodConfig', 'retryThrottling', 'retryBudget', 'healthCheckConfig', "
             "'commonLbConfig'. did you mean 'methodConfig'?"
         ),
         id="top-unknown",
@@ -73,7 +73,7 @@ BAD_CONFIGS = [
         (
             "unknown field 'zzz' in the service config; allowed fields: "
             "'loadBalancingConfig', 'loadBalancingPolicy', 'methodConfig', "
-            "'retryThrottling', 'healthCheckConfig', 'commonLbConfig'."
+            "'retryThrottling', 'retryBudget', 'healthCheckConfig', 'commonLbConfig'."
         ),
         id="top-unknown-far",
     ),
@@ -571,8 +571,8 @@ BAD_CONFIGS = [
         "methodConfig[0].hedgingPolicy.hedging_delay",
         (
             "unknown field 'hedging_delay' in a hedging policy; allowed fields:"
-            " 'maxAttempts', 'hedgingDelay', 'nonFatalStatusCodes'. did you "
-            "mean 'hedgingDelay'?"
+            " 'maxAttempts', 'hedgingDelay', 'nonFatalStatusCodes', "
+            "'hedgingDelayPercentile'. did you mean 'hedgingDelay'?"
         ),
         id="hp-unknown",
     ),

@@ -38,10 +38,33 @@ def test_echo_pool_example_runs() -> None:
     assert "ewma ms: the latency" in result.stdout  # the legend under the table
 
 
-def test_echo_pool_example_docstring_uses_the_venv_python() -> None:
-    text = (ROOT / "examples" / "echo_pool.py").read_text()
-    commands = [line.split("#")[0] for line in text.splitlines() if "echo_pool.py" in line]
+@pytest.mark.parametrize("example", ["echo_pool.py", "per_method_retries.py"])
+def test_example_docstrings_use_the_venv_python(example: str) -> None:
+    text = (ROOT / "examples" / example).read_text()
+    commands = [line.split("#")[0] for line in text.splitlines() if f"examples/{example}" in line]
     assert commands and all(".venv/bin/python examples/" in line for line in commands)
+
+
+def test_per_method_retries_example_runs_from_its_config_file() -> None:
+    result = run("examples/per_method_retries.py", "--calls", "20")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # Each method shows the policy read from examples/retry_service_config.json, then how
+    # many of its calls succeeded (not all of them until the retry engine is in).
+    expected = {
+        "ServerStream": "retryPolicy: 4 attempts on UNAVAILABLE",
+        "ClientStream": "no retries, timeout 1.0 s",
+        "Echo": "hedgingPolicy: 3 attempts",
+    }
+    for method, policy in expected.items():
+        assert any(
+            re.search(rf" {method} +{re.escape(policy)} +\d+/20 succeeded", line) for line in lines
+        ), (method, result.stdout)
+    received = re.search(
+        r"alpha (\d+), beta (\d+), flaky (\d+) \((\d+) for 60 calls", result.stdout
+    )
+    assert received is not None, result.stdout
+    assert int(received[4]) == sum(int(received[i]) for i in (1, 2, 3)) >= 60
 
 
 # -- the README's programs ------------------------------------------------------------

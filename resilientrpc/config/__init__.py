@@ -7,8 +7,10 @@ what it means in gRPC (gRFC A6 retries, hedging and ``retryThrottling``; A17
 ``ring_hash``; A50 ``outlier_detection``), plus a few camelCase extensions that gRPC
 lacks (the ``peak_ewma`` and ``random`` policies, static ``weights`` for
 ``weighted_round_robin``, the heartbeat's ``interval`` and ``timeout`` in
-``healthCheckConfig``, more ejection algorithms in ``outlier_detection``, and
-``commonLbConfig``'s panic threshold and slow start).
+``healthCheckConfig``, more ejection algorithms in ``outlier_detection``,
+``commonLbConfig``'s panic threshold and slow start, the top-level ``retryBudget``,
+``perAttemptRecvTimeout`` in ``retryPolicy`` and ``hedgingDelayPercentile`` in
+``hedgingPolicy``).
 
 Everything is checked before anything starts: the first invalid value raises one
 :class:`~resilientrpc.errors.ConfigError` whose ``path`` is the JSON path of the field
@@ -34,11 +36,13 @@ Where this differs from gRPC on purpose:
 * Every number is finite and bounded: durations above :data:`MAX_WAIT_SECONDS` (about 31.7
   years) are treated as it, ``backoffMultiplier`` is at most
   :data:`MAX_BACKOFF_MULTIPLIER`, static weights at most :data:`MAX_STATIC_WEIGHT`.
+* Like gRPC, a ``maxAttempts`` above :data:`MAX_ATTEMPTS_LIMIT` is treated as it; unlike
+  gRPC, a warning naming the field is logged on the ``resilientrpc.config`` logger.
 
 Modules: ``_schema`` (kinds, field tables, paths, messages, durations, status codes),
 ``balancing`` (``loadBalancingConfig``), ``outlier`` (``outlier_detection``'s settings and
 ``commonLbConfig``), ``methods`` (``methodConfig``), ``service`` (``retryThrottling``,
-``healthCheckConfig``, the whole config and reading it). Adding a
+``retryBudget``, ``healthCheckConfig``, the whole config and reading it). Adding a
 field is one line in the table of its object plus the attribute on its value class.
 
 >>> config = parse_service_config('{"loadBalancingConfig": [{"least_request": {}}]}')
@@ -104,10 +108,17 @@ from resilientrpc.config.outlier import (
 from resilientrpc.config.service import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_HEARTBEAT_TIMEOUT,
+    DEFAULT_MIN_RETRIES_PER_SECOND,
+    DEFAULT_RETRY_BUDGET_TTL,
+    DEFAULT_RETRY_RATIO,
+    MAX_RETRY_BUDGET_TTL,
+    MAX_RETRY_RATIO,
     MAX_RETRY_TOKENS,
     MIN_HEARTBEAT_INTERVAL,
+    MIN_RETRY_BUDGET_TTL,
     TOKEN_RATIO_DECIMALS,
     HealthCheckConfig,
+    RetryBudget,
     RetryThrottling,
     ServiceConfig,
     parse_service_config,
@@ -122,21 +133,27 @@ __all__ = [
     "DEFAULT_HEDGING_DELAY",
     "DEFAULT_LOAD_BALANCING",
     "DEFAULT_MAX_RING_SIZE",
+    "DEFAULT_MIN_RETRIES_PER_SECOND",
     "DEFAULT_MIN_RING_SIZE",
     "DEFAULT_OOB_REPORTING_PERIOD",
     "DEFAULT_PEAK_EWMA_DECAY",
+    "DEFAULT_RETRY_BUDGET_TTL",
+    "DEFAULT_RETRY_RATIO",
     "DEFAULT_WEIGHT_EXPIRATION_PERIOD",
     "DEFAULT_WEIGHT_UPDATE_PERIOD",
     "MAX_ATTEMPTS_LIMIT",
     "MAX_BACKOFF_MULTIPLIER",
     "MAX_CHOICE_COUNT",
     "MAX_DURATION_SECONDS",
+    "MAX_RETRY_BUDGET_TTL",
+    "MAX_RETRY_RATIO",
     "MAX_RETRY_TOKENS",
     "MAX_STATIC_WEIGHT",
     "MAX_WAIT_SECONDS",
     "MIN_ATTEMPTS",
     "MIN_CHOICE_COUNT",
     "MIN_HEARTBEAT_INTERVAL",
+    "MIN_RETRY_BUDGET_TTL",
     "MIN_WEIGHT_UPDATE_PERIOD",
     "PEAK_EWMA_OUTLIERS",
     "RING_SIZE_LIMIT",
@@ -157,6 +174,7 @@ __all__ = [
     "PeakEwma",
     "PickFirst",
     "Random",
+    "RetryBudget",
     "RetryPolicy",
     "RetryThrottling",
     "RingHash",

@@ -327,9 +327,13 @@ def integer_kind(
 
 
 def number_kind(
-    *, above: float | None = None, at_least: float | None = None, at_most: float | None = None
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
 ) -> Kind:
-    """A finite JSON number with optional bounds (``above`` is exclusive)."""
+    """A finite JSON number with optional bounds (``above`` and ``below`` are exclusive)."""
     bounds = []
     if above is not None:
         bounds.append(f"> {above:g}")
@@ -337,6 +341,8 @@ def number_kind(
         bounds.append(f">= {at_least:g}")
     if at_most is not None:
         bounds.append(f"<= {at_most:g}")
+    if below is not None:
+        bounds.append(f"< {below:g}")
     expected = "a finite number" + (f" {' and '.join(bounds)}" if bounds else "")
 
     def convert(value: object, path: str) -> float:
@@ -351,6 +357,7 @@ def number_kind(
             or (above is not None and not number > above)
             or (at_least is not None and number < at_least)
             or (at_most is not None and number > at_most)
+            or (below is not None and not number < below)
         ):
             raise mismatch(path, expected, value)
         return number
@@ -391,22 +398,32 @@ def parse_duration(value: object, path: str) -> float:
 
 
 def duration_kind(
-    *, positive: bool = False, at_least: float = 0.0, clamp_below: float | None = None
+    *,
+    positive: bool = False,
+    at_least: float = 0.0,
+    at_most: float | None = None,
+    clamp_below: float | None = None,
 ) -> Kind:
-    """A duration; ``positive`` forbids ``0s``, ``at_least`` anything shorter; values
-    below ``clamp_below`` become it.
+    """A duration; ``positive`` forbids ``0s``, ``at_least`` anything shorter and
+    ``at_most`` anything longer; values below ``clamp_below`` become it.
 
     Values above :data:`MAX_WAIT_SECONDS` become it.
     """
     expected = "a duration, like '1.5s'"
-    if at_least > 0:
+    if at_most is not None:
+        expected = f"a duration from {at_least:g}s to {at_most:g}s, like '1.5s'"
+    elif at_least > 0:
         expected = f"a duration >= {at_least:g}s, like '1.5s'"
     elif positive:
         expected = "a duration > 0s, like '1.5s'"
 
     def convert(value: object, path: str) -> float:
         seconds = parse_duration(value, path)
-        if (positive and seconds <= 0) or seconds < at_least:
+        if (
+            (positive and seconds <= 0)
+            or seconds < at_least
+            or (at_most is not None and seconds > at_most)
+        ):
             raise mismatch(path, expected, value)
         if clamp_below is not None and seconds < clamp_below:
             return clamp_below

@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 #: Attempts (the first one included) that a retry or hedging policy may ask for at most;
-#: larger values are treated as this one, as gRPC does (A6).
+#: larger values are treated as this one, as gRPC does (A6), with a warning on the
+#: ``resilientrpc.config`` logger naming the field.
 MAX_ATTEMPTS_LIMIT = 5
 #: The fewest attempts a retry or hedging policy may ask for (A6: "greater than 1").
 MIN_ATTEMPTS = 2
@@ -141,13 +142,19 @@ class HedgingPolicy:
     ``max_attempts`` in all (at most :data:`MAX_ATTEMPTS_LIMIT`); a non-fatal status makes
     the next one go at once, any other failure ends the call.
 
-    >>> HedgingPolicy(max_attempts=3, hedging_delay=0.05)
-    HedgingPolicy(max_attempts=3, hedging_delay=0.05, non_fatal_status_codes=frozenset())
+    Extension (``hedgingDelayPercentile``, Finagle's backup requests): with
+    ``hedging_delay_percentile`` set, in (0, 100), the delay is that percentile of the
+    method's live latency; ``hedging_delay`` is used until enough samples exist.
+
+    >>> HedgingPolicy(max_attempts=3, hedging_delay=0.05)  # doctest: +NORMALIZE_WHITESPACE
+    HedgingPolicy(max_attempts=3, hedging_delay=0.05, non_fatal_status_codes=frozenset(),
+                  hedging_delay_percentile=None)
     """
 
     max_attempts: int
     hedging_delay: float = DEFAULT_HEDGING_DELAY
     non_fatal_status_codes: frozenset[grpc.StatusCode] = frozenset()
+    hedging_delay_percentile: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "non_fatal_status_codes", frozenset(self.non_fatal_status_codes))
@@ -194,7 +201,7 @@ def _build_retry_policy(values: dict[str, Any], path: str) -> RetryPolicy:
     return RetryPolicy(**values)
 
 
-_ATTEMPTS = integer_kind(minimum=MIN_ATTEMPTS, clamp_above=MAX_ATTEMPTS_LIMIT)
+_ATTEMPTS = integer_kind(minimum=MIN_ATTEMPTS, clamp_above=MAX_ATTEMPTS_LIMIT, warn_clamp=True)
 
 _RETRY_POLICY_FIELDS = (
     Field("maxAttempts", "max_attempts", _ATTEMPTS, required=True),
@@ -219,6 +226,7 @@ _HEDGING_POLICY_FIELDS = (
     Field("maxAttempts", "max_attempts", _ATTEMPTS, required=True),
     Field("hedgingDelay", "hedging_delay", duration_kind()),
     Field("nonFatalStatusCodes", "non_fatal_status_codes", codes_kind(role="non-fatal")),
+    Field("hedgingDelayPercentile", "hedging_delay_percentile", number_kind(above=0, below=100)),
 )
 
 

@@ -1,4 +1,5 @@
-"""The whole service config: ``retryThrottling``, ``healthCheckConfig`` (with the
+"""The whole service config: ``retryThrottling``, the ``retryBudget`` extension,
+``healthCheckConfig`` (with the
 heartbeat's ``interval`` and ``timeout``), the top-level object (``commonLbConfig``'s
 table is in :mod:`resilientrpc.config.outlier`), and reading it from a mapping, JSON
 text or a file.
@@ -51,10 +52,17 @@ from resilientrpc.errors import ConfigError
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL",
     "DEFAULT_HEARTBEAT_TIMEOUT",
+    "DEFAULT_MIN_RETRIES_PER_SECOND",
+    "DEFAULT_RETRY_BUDGET_TTL",
+    "DEFAULT_RETRY_RATIO",
+    "MAX_RETRY_BUDGET_TTL",
+    "MAX_RETRY_RATIO",
     "MAX_RETRY_TOKENS",
     "MIN_HEARTBEAT_INTERVAL",
+    "MIN_RETRY_BUDGET_TTL",
     "TOKEN_RATIO_DECIMALS",
     "HealthCheckConfig",
+    "RetryBudget",
     "RetryThrottling",
     "ServiceConfig",
     "parse_service_config",
@@ -79,6 +87,37 @@ class RetryThrottling:
 
     max_tokens: float
     token_ratio: float
+
+
+#: ``retryBudget.retryRatio`` default: retries may add 20 % to the calls.
+DEFAULT_RETRY_RATIO = 0.2
+#: ``retryBudget.retryRatio`` is at most this.
+MAX_RETRY_RATIO = 1000.0
+#: ``retryBudget.minRetriesPerSecond`` default: retries always allowed at this rate.
+DEFAULT_MIN_RETRIES_PER_SECOND = 10
+#: ``retryBudget.ttl`` default, seconds: the window calls and retries are counted over.
+DEFAULT_RETRY_BUDGET_TTL = 10.0
+#: ``retryBudget.ttl`` lies in [MIN_RETRY_BUDGET_TTL, MAX_RETRY_BUDGET_TTL] seconds.
+MIN_RETRY_BUDGET_TTL = 1.0
+MAX_RETRY_BUDGET_TTL = 60.0
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryBudget:
+    """``retryBudget`` (extension, the ratio budget of Finagle and Linkerd): shared by every
+    call of the channel.
+
+    Retries and hedges (every attempt after a call's first) may be sent while the retries
+    of the last ``ttl`` seconds number fewer than ``min_retries_per_second * ttl +
+    retry_ratio * calls of the last ttl seconds``.
+
+    >>> RetryBudget()
+    RetryBudget(retry_ratio=0.2, min_retries_per_second=10, ttl=10.0)
+    """
+
+    retry_ratio: float = DEFAULT_RETRY_RATIO
+    min_retries_per_second: int = DEFAULT_MIN_RETRIES_PER_SECOND
+    ttl: float = DEFAULT_RETRY_BUDGET_TTL
 
 
 #: ``healthCheckConfig.interval``: seconds of quiet on the Watch stream before a Check.
@@ -137,6 +176,7 @@ class ServiceConfig:
     load_balancing: LoadBalancingPolicy = DEFAULT_LOAD_BALANCING
     method_configs: tuple[MethodConfig, ...] = ()
     retry_throttling: RetryThrottling | None = None
+    retry_budget: RetryBudget | None = None
     health_check: HealthCheckConfig | None = None
     outlier_detection: OutlierDetection | None = None
     common_lb: CommonLbConfig = field(default_factory=CommonLbConfig)
@@ -239,6 +279,25 @@ _SERVICE_CONFIG_FIELDS = (
                 Field("tokenRatio", "token_ratio", number_kind(above=0), required=True),
             ),
             _build_retry_throttling,
+        ),
+    ),
+    Field(
+        "retryBudget",
+        "retry_budget",
+        object_kind(
+            "a retry budget",
+            (
+                Field(
+                    "retryRatio", "retry_ratio", number_kind(at_least=0, at_most=MAX_RETRY_RATIO)
+                ),
+                Field("minRetriesPerSecond", "min_retries_per_second", integer_kind(minimum=0)),
+                Field(
+                    "ttl",
+                    "ttl",
+                    duration_kind(at_least=MIN_RETRY_BUDGET_TTL, at_most=MAX_RETRY_BUDGET_TTL),
+                ),
+            ),
+            lambda values, _path: RetryBudget(**values),
         ),
     ),
     Field(
