@@ -71,7 +71,7 @@ def budgets_for(config: ServiceConfig, clock: Callable[[], float] = time.monoton
     throttle = (
         None if throttling is None else Throttle(throttling.max_tokens, throttling.token_ratio)
     )
-    spec = getattr(config, "retry_budget", None)
+    spec = config.retry_budget
     budget = (
         None
         if spec is None
@@ -279,9 +279,7 @@ class RetryInterceptor(
                 found = _NO_POLICY
             else:
                 hedging = config.hedging_policy
-                percentile = (
-                    None if hedging is None else getattr(hedging, "hedging_delay_percentile", None)
-                )
+                percentile = None if hedging is None else hedging.hedging_delay_percentile
                 found = _Policy(
                     config.retry_policy,
                     hedging,
