@@ -14,6 +14,10 @@ on ``127.0.0.1`` only and with every load loop bounded in calls and in time:
 5. the asyncio twin ``resilientrpc.aio.ResilientChannel`` against ``grpc.aio``: latency
    (goal <= 1.2x), throughput with 64 concurrent calls on one loop, slow backend.
 
+Only when asked for (``--scenario``): ``faults`` (fault detection against grpcio's native
+round_robin with health checking) and ``retries`` (issue 9: grpcio's native retryPolicy
+next to both twins with the same service config; :mod:`.retries`).
+
 ``resilientrpc bench --help`` lists the options with their defaults, each scenario's goal
 and the budgets of a full and a ``--quick`` run.
 

@@ -26,7 +26,6 @@ import grpc.aio
 from resilientrpc.bench.drivers import (
     CALL_TIMEOUT,
     KEY_HEADER,
-    NATIVE_ROUND_ROBIN_OPTIONS,
     READY_TIMEOUT,
     REQUEST,
     WARM_CONCURRENCY,
@@ -36,6 +35,7 @@ from resilientrpc.bench.drivers import (
     Opened,
     Variant,
     merge,
+    native_options,
 )
 from resilientrpc.bench.fleet import native_target
 from resilientrpc.testing import echo_pb2_grpc
@@ -59,7 +59,9 @@ def aio_twin_available() -> bool:
     return hasattr(module, "ResilientChannel")
 
 
-async def _aio_loop(stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load) -> None:
+async def _aio_loop(
+    stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load, timeout: float
+) -> None:
     """The measured loop of one caller task; identical for every variant."""
     echo = stub.Echo
     clock = time.perf_counter
@@ -71,9 +73,10 @@ async def _aio_loop(stub: Any, keyed: bool, calls: int, stop: float, seed: int, 
         metadata = ((KEY_HEADER, f"{getrandbits(32):08x}"),) if keyed else None
         started = clock()
         try:
-            reply = await echo(REQUEST, timeout=CALL_TIMEOUT, metadata=metadata)
+            reply = await echo(REQUEST, timeout=timeout, metadata=metadata)
         except grpc.RpcError:
             errors += 1
+            load.error_latencies.append(clock() - started)
         else:
             latencies.append(clock() - started)
             served.append(reply.backend)
@@ -115,7 +118,7 @@ class AioDriver(Driver):
             channel = grpc.aio.insecure_channel(variant.addresses[0])
         elif variant.kind == "native":
             channel = grpc.aio.insecure_channel(
-                native_target(variant.addresses), options=NATIVE_ROUND_ROBIN_OPTIONS
+                native_target(variant.addresses), options=native_options(variant)
             )
         else:
             channel = self._module.ResilientChannel(
@@ -144,14 +147,24 @@ class AioDriver(Driver):
             reply = await opened.stub.Echo(REQUEST, timeout=CALL_TIMEOUT, wait_for_ready=True)
             seen.add(reply.backend)
 
-    def sequential(self, opened: Opened, *, calls: int, seconds: float) -> Load:
-        return self.concurrent(opened, concurrency=1, calls=calls, seconds=seconds)
+    def sequential(
+        self, opened: Opened, *, calls: int, seconds: float, timeout: float = CALL_TIMEOUT
+    ) -> Load:
+        return self.concurrent(opened, concurrency=1, calls=calls, seconds=seconds, timeout=timeout)
 
-    def concurrent(self, opened: Opened, *, concurrency: int, calls: int, seconds: float) -> Load:
-        return self._run(self._concurrent(opened, concurrency, calls, seconds))
+    def concurrent(
+        self,
+        opened: Opened,
+        *,
+        concurrency: int,
+        calls: int,
+        seconds: float,
+        timeout: float = CALL_TIMEOUT,
+    ) -> Load:
+        return self._run(self._concurrent(opened, concurrency, calls, seconds, timeout))
 
     async def _concurrent(
-        self, opened: Opened, concurrency: int, calls: int, seconds: float
+        self, opened: Opened, concurrency: int, calls: int, seconds: float, timeout: float
     ) -> Load:
         per_caller = max(1, math.ceil(calls / concurrency))
         loads = [Load() for _ in range(concurrency)]
@@ -166,6 +179,7 @@ class AioDriver(Driver):
                     stop,
                     self._seeds.getrandbits(32),
                     load,
+                    timeout,
                 )
                 for load in loads
             )

@@ -1,8 +1,9 @@
 """What a network scenario drives: variants (channels to compare) and the load loops.
 
 A :class:`Variant` names one way to reach the backends: a plain grpc channel to one
-address, grpcio's native ``round_robin`` over all of them, or a ``ResilientChannel`` with
-a given service config. A :class:`Driver` opens variants, warms them up, and runs the two
+address, grpcio's native ``round_robin`` over all of them (optionally with a service
+config of its own, for grpcio's native retries), or a ``ResilientChannel`` with a given
+service config. A :class:`Driver` opens variants, warms them up, and runs the two
 load loops every scenario is built from: sequential calls, and a fixed number of
 concurrent callers for a bounded time. Every loop is bounded in calls *and* in seconds.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import json
 import math
 import random
 import threading
@@ -43,6 +45,7 @@ __all__ = [
     "SyncDriver",
     "Variant",
     "merge",
+    "native_options",
 ]
 
 #: Deadline of every measured call, seconds: generous, so only a real failure trips it.
@@ -69,7 +72,8 @@ class Variant:
     label: str
     kind: VariantKind
     addresses: tuple[str, ...]
-    #: The ResilientChannel's service config (``kind == "resilient"`` only).
+    #: The service config: the ResilientChannel's, or for ``kind == "native"`` grpcio's
+    #: own (``grpc.service_config``; None: round_robin alone).
     config: Mapping[str, Any] | None = None
     #: Send a random :data:`KEY_HEADER` value with every call (for ring_hash).
     keyed: bool = False
@@ -83,6 +87,8 @@ class Load:
     backends: collections.Counter[str] = field(default_factory=collections.Counter)
     errors: int = 0
     elapsed: float = 0.0
+    #: How long each failed call took (``errors`` of them).
+    error_latencies: list[float] = field(default_factory=list)
 
     @property
     def calls(self) -> int:
@@ -107,7 +113,15 @@ def merge(loads: Sequence[Load]) -> Load:
         total.backends.update(load.backends)
         total.errors += load.errors
         total.elapsed += load.elapsed
+        total.error_latencies.extend(load.error_latencies)
     return total
+
+
+def native_options(variant: Variant) -> tuple[tuple[str, str], ...]:
+    """grpcio channel options of a native variant: round_robin, and its service config."""
+    if variant.config is None:
+        return NATIVE_ROUND_ROBIN_OPTIONS
+    return (*NATIVE_ROUND_ROBIN_OPTIONS, ("grpc.service_config", json.dumps(variant.config)))
 
 
 @dataclass(slots=True)
@@ -136,11 +150,24 @@ class Driver(abc.ABC):
         """Open ``variant``, wait until it reaches every backend it should, warm it up."""
 
     @abc.abstractmethod
-    def sequential(self, opened: Opened, *, calls: int, seconds: float) -> Load:
-        """One caller: up to ``calls`` calls, one after another, for at most ``seconds``."""
+    def sequential(
+        self, opened: Opened, *, calls: int, seconds: float, timeout: float = CALL_TIMEOUT
+    ) -> Load:
+        """One caller: up to ``calls`` calls, one after another, for at most ``seconds``.
+
+        Each call has a deadline of ``timeout`` seconds.
+        """
 
     @abc.abstractmethod
-    def concurrent(self, opened: Opened, *, concurrency: int, calls: int, seconds: float) -> Load:
+    def concurrent(
+        self,
+        opened: Opened,
+        *,
+        concurrency: int,
+        calls: int,
+        seconds: float,
+        timeout: float = CALL_TIMEOUT,
+    ) -> Load:
         """``concurrency`` callers sharing a budget of ``calls`` calls and ``seconds``."""
 
     @abc.abstractmethod
@@ -154,7 +181,9 @@ class Driver(abc.ABC):
 # ----------------------------------------------------------------------- sync twin
 
 
-def _sync_loop(stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load) -> None:
+def _sync_loop(
+    stub: Any, keyed: bool, calls: int, stop: float, seed: int, load: Load, timeout: float
+) -> None:
     """The measured loop of one caller thread; identical for every variant."""
     echo = stub.Echo
     clock = time.perf_counter
@@ -166,9 +195,10 @@ def _sync_loop(stub: Any, keyed: bool, calls: int, stop: float, seed: int, load:
         metadata = ((KEY_HEADER, f"{getrandbits(32):08x}"),) if keyed else None
         started = clock()
         try:
-            reply = echo(REQUEST, timeout=CALL_TIMEOUT, metadata=metadata)
+            reply = echo(REQUEST, timeout=timeout, metadata=metadata)
         except grpc.RpcError:
             errors += 1
+            load.error_latencies.append(clock() - started)
         else:
             latencies.append(clock() - started)
             served.append(reply.backend)
@@ -193,7 +223,7 @@ class SyncDriver(Driver):
             channel = grpc.insecure_channel(variant.addresses[0])
         elif variant.kind == "native":
             channel = grpc.insecure_channel(
-                native_target(variant.addresses), options=NATIVE_ROUND_ROBIN_OPTIONS
+                native_target(variant.addresses), options=native_options(variant)
             )
         else:
             channel = resilientrpc.ResilientChannel(
@@ -234,7 +264,9 @@ class SyncDriver(Driver):
             reply = opened.stub.Echo(REQUEST, timeout=CALL_TIMEOUT, wait_for_ready=True)
             seen.add(reply.backend)
 
-    def sequential(self, opened: Opened, *, calls: int, seconds: float) -> Load:
+    def sequential(
+        self, opened: Opened, *, calls: int, seconds: float, timeout: float = CALL_TIMEOUT
+    ) -> Load:
         load = Load()
         began = time.perf_counter()
         _sync_loop(
@@ -244,11 +276,20 @@ class SyncDriver(Driver):
             began + seconds,
             self._seeds.getrandbits(32),
             load,
+            timeout,
         )
         load.elapsed = time.perf_counter() - began
         return load
 
-    def concurrent(self, opened: Opened, *, concurrency: int, calls: int, seconds: float) -> Load:
+    def concurrent(
+        self,
+        opened: Opened,
+        *,
+        concurrency: int,
+        calls: int,
+        seconds: float,
+        timeout: float = CALL_TIMEOUT,
+    ) -> Load:
         per_caller = max(1, math.ceil(calls / concurrency))
         loads = [Load() for _ in range(concurrency)]
         seeds = [self._seeds.getrandbits(32) for _ in range(concurrency)]
@@ -264,6 +305,7 @@ class SyncDriver(Driver):
                 times["stop"],
                 seeds[index],
                 loads[index],
+                timeout,
             )
 
         threads = [

@@ -9,7 +9,8 @@ Python work off the client's GIL, so what is measured is the client; in-process 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Literal, Protocol
 
@@ -27,6 +28,11 @@ class _Server(Protocol):
 
     @property
     def name(self) -> str: ...
+
+    @property
+    def calls(self) -> int: ...
+
+    def configure(self, **changes: object) -> Faults: ...
 
 
 def native_target(addresses: Sequence[str]) -> str:
@@ -79,6 +85,22 @@ class Fleet:
     def names(self) -> list[str]:
         """The names replies carry, in order."""
         return [server.name for server in self._servers]
+
+    def calls(self) -> int:
+        """Echo calls every backend received so far, added up (each a server execution)."""
+        return sum(server.calls for server in self._servers)
+
+    def configure(self, changes: Mapping[str, Mapping[str, object]]) -> None:
+        """Reconfigure backends by name: ``{"b1": {"error_rate": 0.3}}``."""
+        by_name = {server.name: server for server in self._servers}
+        for name, change in changes.items():
+            by_name[name].configure(**change)
+
+    def reset(self) -> None:
+        """Every backend back to the default :class:`Faults` (no fault at all)."""
+        default = Faults()
+        fields = {field.name: getattr(default, field.name) for field in dataclasses.fields(default)}
+        self.configure(dict.fromkeys(self.names, fields))
 
     def close(self) -> None:
         """Stop every backend (idempotent)."""

@@ -26,7 +26,9 @@ __all__ = [
     "SLOW_BACKEND_STRATEGIES",
     "THROUGHPUT_GOAL",
     "NetworkBudget",
+    "interleaved",
     "latency",
+    "opened_variants",
     "slow_backend",
     "strategy_variant",
     "throughput",
@@ -90,7 +92,9 @@ def strategy_variant(strategy: str, addresses: Sequence[str]) -> Variant:
 
 
 @contextlib.contextmanager
-def _opened(driver: Driver, variants: Sequence[Variant], warm_calls: int) -> Iterator[list[Opened]]:
+def opened_variants(
+    driver: Driver, variants: Sequence[Variant], warm_calls: int
+) -> Iterator[list[Opened]]:
     """Every variant open and warm; all closed afterwards, however the scenario ends."""
     opened: list[Opened] = []
     try:
@@ -103,7 +107,7 @@ def _opened(driver: Driver, variants: Sequence[Variant], warm_calls: int) -> Ite
             driver.close(item)
 
 
-def _interleaved(
+def interleaved(
     opened: Sequence[Opened], rounds: int, measure: Callable[[Opened], Load]
 ) -> dict[str, list[Load]]:
     """``rounds`` rounds over all variants, the order rotated by one every round."""
@@ -139,8 +143,8 @@ def latency(
     rounds = max(1, budget.latency_rounds)
     batch = max(1, budget.latency_calls // rounds)
     seconds = budget.latency_seconds / rounds
-    with _opened(driver, variants, budget.warm_calls) as opened:
-        loads = _interleaved(
+    with opened_variants(driver, variants, budget.warm_calls) as opened:
+        loads = interleaved(
             opened, rounds, lambda item: driver.sequential(item, calls=batch, seconds=seconds)
         )
     pooled = {label: merge(parts) for label, parts in loads.items()}
@@ -193,8 +197,8 @@ def throughput(
     slices = max(1, budget.throughput_slices)
     seconds = budget.throughput_seconds / slices
     calls = max(concurrency, budget.max_calls // slices)
-    with _opened(driver, variants, budget.warm_calls) as opened:
-        loads = _interleaved(
+    with opened_variants(driver, variants, budget.warm_calls) as opened:
+        loads = interleaved(
             opened,
             slices,
             lambda item: driver.concurrent(
@@ -250,8 +254,8 @@ def slow_backend(
     rounds = max(1, budget.slow_rounds)
     seconds = budget.slow_seconds / rounds
     calls = max(concurrency, budget.max_calls // rounds)
-    with _opened(driver, variants, budget.warm_calls) as opened:
-        loads = _interleaved(
+    with opened_variants(driver, variants, budget.warm_calls) as opened:
+        loads = interleaved(
             opened,
             rounds,
             lambda item: driver.concurrent(

@@ -52,6 +52,7 @@ from resilientrpc.bench.pick_cost import (
 )
 from resilientrpc.bench.report import markdown_document, text_table
 from resilientrpc.bench.results import Row
+from resilientrpc.bench.retries import FULL_RETRY_BUDGET, QUICK_RETRY_BUDGET, retry_rows
 from resilientrpc.testing import Faults
 
 __all__ = [
@@ -67,8 +68,8 @@ __all__ = [
     "main",
 ]
 
-SCENARIOS = ("latency", "throughput", "slow", "pick", "faults")
-#: What runs without --scenario: all but the fault scenarios (those take minutes more).
+SCENARIOS = ("latency", "throughput", "slow", "pick", "faults", "retries")
+#: What runs without --scenario: all but the fault and retry scenarios (minutes more each).
 DEFAULT_SCENARIOS = ("latency", "throughput", "slow", "pick")
 TWINS = ("sync", "aio", "both")
 #: Extra latency of the slow backend in scenario 3, seconds.
@@ -128,6 +129,14 @@ def _epilog() -> str:
         "              backend under least_request / peak_ewma; threads, memory and fds at",
         "              10, 100, 1000 endpoints (see docs/benchmarks.md); ignores --calls,",
         "              --seconds and --backends",
+        "  retries     only when asked for (issue 9): grpcio's native retryPolicy, the sync and",
+        "              the asyncio ResilientChannel with the same service config: one of 3",
+        "              backends failing 30 % (success rate, server attempts per call; --calls",
+        f"              calls, default {FULL_RETRY_BUDGET.calls:,}), a total outage with and",
+        "              without retryThrottling / retryBudget, one backend SIGSTOPped with",
+        "              perAttemptRecvTimeout, 5 % stalls of 200 ms with hedging, first-attempt",
+        "              latency with a retryPolicy vs plain; --seconds bounds each column",
+        f"              (default {FULL_RETRY_BUDGET.seconds:g} s)",
         "",
         "budgets per measured variant:",
         f"  full run: {_describe(FULL_BUDGET, FULL_PICKS)}",
@@ -174,7 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="calls per measured variant in the latency scenario, and the cap of calls per "
         f"variant in the concurrent ones (default: {FULL_BUDGET.latency_calls}; "
-        f"{QUICK_BUDGET.latency_calls} with --quick)",
+        f"{QUICK_BUDGET.latency_calls} with --quick); in the retries scenario the calls of "
+        f"its first row (default: {FULL_RETRY_BUDGET.calls:,}; {QUICK_RETRY_BUDGET.calls:,} "
+        "with --quick) and the cap of the others",
     )
     add_bounded(
         parser,
@@ -365,6 +376,29 @@ def _run_faults(run: _Run, twins: Sequence[str], args: argparse.Namespace) -> No
     )
 
 
+def _run_retries(run: _Run, twins: Sequence[str], args: argparse.Namespace) -> None:
+    """Rows 9a-9e: native grpcio retries next to each twin, one service config each."""
+    budget = QUICK_RETRY_BUDGET if args.quick else FULL_RETRY_BUDGET
+    if args.calls is not None:
+        budget = dataclasses.replace(
+            budget,
+            calls=args.calls,
+            fault_calls=min(budget.fault_calls, args.calls),
+            latency_calls=min(budget.latency_calls, args.calls),
+        )
+    if args.seconds is not None:
+        budget = dataclasses.replace(budget, seconds=args.seconds)
+    drivers = [_driver(twin, args.seed) for twin in twins]
+    try:
+        run.scenario(
+            "retries (native, " + ", ".join(twins) + ")",
+            lambda: retry_rows(drivers, budget, mode=args.backends, progress=run.progress),
+        )
+    finally:
+        for driver in drivers:
+            driver.shutdown()
+
+
 def _notes(
     args: argparse.Namespace, twins: Sequence[str], run: _Run, skipped_aio: bool
 ) -> list[str]:
@@ -406,7 +440,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped_aio = args.twin == "both" and not aio_available
     run = _Run()
     picks, rounds = QUICK_PICKS if args.quick else FULL_PICKS
-    network_scenarios = [name for name in scenarios if name not in ("pick", "faults")]
+    network_scenarios = [name for name in scenarios if name not in ("pick", "faults", "retries")]
     with contextlib.ExitStack() as stack:
         fleets = _Fleets(args.backends, stack)
         for index, twin in enumerate(twins):
@@ -425,6 +459,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
     if "faults" in scenarios:
         _run_faults(run, twins, args)
+    if "retries" in scenarios:
+        _run_retries(run, twins, args)
     run.progress("done")
     if skipped_aio:
         print(

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fresilientrpc/proto/faults.proto\x12\x16resilientrpc.faults.v1\"\xbd\x04\n\x0b\x46\x61ultConfig\x12\x1c\n\x0flatency_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12#\n\x16latency_jitter_seconds\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nerror_rate\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x17\n\nerror_code\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x11\n\x04hang\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x1a\n\rhealth_status\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x1d\n\x10send_load_report\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x1c\n\x0f\x63pu_utilization\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12$\n\x17\x61pplication_utilization\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x1b\n\x0erps_fractional\x18\n \x01(\x01H\t\x88\x01\x01\x12\x10\n\x03\x65ps\x18\x0b \x01(\x01H\n\x88\x01\x01\x12\x1c\n\x0fmem_utilization\x18\x0c \x01(\x01H\x0b\x88\x01\x01\x42\x12\n\x10_latency_secondsB\x19\n\x17_latency_jitter_secondsB\r\n\x0b_error_rateB\r\n\x0b_error_codeB\x07\n\x05_hangB\x10\n\x0e_health_statusB\x13\n\x11_send_load_reportB\x12\n\x10_cpu_utilizationB\x1a\n\x18_application_utilizationB\x11\n\x0f_rps_fractionalB\x06\n\x04_epsB\x12\n\x10_mem_utilization2_\n\x06\x46\x61ults\x12U\n\tConfigure\x12#.resilientrpc.faults.v1.FaultConfig\x1a#.resilientrpc.faults.v1.FaultConfigb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fresilientrpc/proto/faults.proto\x12\x16resilientrpc.faults.v1\"\xd5\x06\n\x0b\x46\x61ultConfig\x12\x1c\n\x0flatency_seconds\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12#\n\x16latency_jitter_seconds\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12\x17\n\nerror_rate\x18\x03 \x01(\x01H\x02\x88\x01\x01\x12\x17\n\nerror_code\x18\x04 \x01(\x05H\x03\x88\x01\x01\x12\x11\n\x04hang\x18\x05 \x01(\x08H\x04\x88\x01\x01\x12\x1a\n\rhealth_status\x18\x06 \x01(\tH\x05\x88\x01\x01\x12\x1d\n\x10send_load_report\x18\x07 \x01(\x08H\x06\x88\x01\x01\x12\x1c\n\x0f\x63pu_utilization\x18\x08 \x01(\x01H\x07\x88\x01\x01\x12$\n\x17\x61pplication_utilization\x18\t \x01(\x01H\x08\x88\x01\x01\x12\x1b\n\x0erps_fractional\x18\n \x01(\x01H\t\x88\x01\x01\x12\x10\n\x03\x65ps\x18\x0b \x01(\x01H\n\x88\x01\x01\x12\x1c\n\x0fmem_utilization\x18\x0c \x01(\x01H\x0b\x88\x01\x01\x12\x16\n\tfail_next\x18\r \x01(\x05H\x0c\x88\x01\x01\x12\x18\n\x0bpushback_ms\x18\x0e \x01(\tH\r\x88\x01\x01\x12\x1f\n\x12retry_info_seconds\x18\x0f \x01(\x01H\x0e\x88\x01\x01\x12\x17\n\nstall_rate\x18\x10 \x01(\x01H\x0f\x88\x01\x01\x12\x1a\n\rstall_seconds\x18\x11 \x01(\x01H\x10\x88\x01\x01\x12 \n\x13\x66\x61il_after_messages\x18\x12 \x01(\x05H\x11\x88\x01\x01\x42\x12\n\x10_latency_secondsB\x19\n\x17_latency_jitter_secondsB\r\n\x0b_error_rateB\r\n\x0b_error_codeB\x07\n\x05_hangB\x10\n\x0e_health_statusB\x13\n\x11_send_load_reportB\x12\n\x10_cpu_utilizationB\x1a\n\x18_application_utilizationB\x11\n\x0f_rps_fractionalB\x06\n\x04_epsB\x12\n\x10_mem_utilizationB\x0c\n\n_fail_nextB\x0e\n\x0c_pushback_msB\x15\n\x13_retry_info_secondsB\r\n\x0b_stall_rateB\x10\n\x0e_stall_secondsB\x16\n\x14_fail_after_messages\"\x0e\n\x0cStatsRequest\"<\n\x0c\x42\x61\x63kendStats\x12\r\n\x05\x63\x61lls\x18\x01 \x01(\x03\x12\x1d\n\x15previous_rpc_attempts\x18\x02 \x03(\x05\x32\xb4\x01\n\x06\x46\x61ults\x12U\n\tConfigure\x12#.resilientrpc.faults.v1.FaultConfig\x1a#.resilientrpc.faults.v1.FaultConfig\x12S\n\x05Stats\x12$.resilientrpc.faults.v1.StatsRequest\x1a$.resilientrpc.faults.v1.BackendStatsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,7 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'resilientrpc.proto.faults_p
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FAULTCONFIG']._serialized_start=60
-  _globals['_FAULTCONFIG']._serialized_end=633
-  _globals['_FAULTS']._serialized_start=635
-  _globals['_FAULTS']._serialized_end=730
+  _globals['_FAULTCONFIG']._serialized_end=913
+  _globals['_STATSREQUEST']._serialized_start=915
+  _globals['_STATSREQUEST']._serialized_end=929
+  _globals['_BACKENDSTATS']._serialized_start=931
+  _globals['_BACKENDSTATS']._serialized_end=991
+  _globals['_FAULTS']._serialized_start=994
+  _globals['_FAULTS']._serialized_end=1174
 # @@protoc_insertion_point(module_scope)

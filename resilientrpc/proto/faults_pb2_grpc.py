@@ -40,6 +40,11 @@ class FaultsStub(object):
                 request_serializer=resilientrpc_dot_proto_dot_faults__pb2.FaultConfig.SerializeToString,
                 response_deserializer=resilientrpc_dot_proto_dot_faults__pb2.FaultConfig.FromString,
                 _registered_method=True)
+        self.Stats = channel.unary_unary(
+                '/resilientrpc.faults.v1.Faults/Stats',
+                request_serializer=resilientrpc_dot_proto_dot_faults__pb2.StatsRequest.SerializeToString,
+                response_deserializer=resilientrpc_dot_proto_dot_faults__pb2.BackendStats.FromString,
+                _registered_method=True)
 
 
 class FaultsServicer(object):
@@ -54,6 +59,13 @@ class FaultsServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Stats(self, request, context):
+        """What the backend has seen so far; changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FaultsServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -61,6 +73,11 @@ def add_FaultsServicer_to_server(servicer, server):
                     servicer.Configure,
                     request_deserializer=resilientrpc_dot_proto_dot_faults__pb2.FaultConfig.FromString,
                     response_serializer=resilientrpc_dot_proto_dot_faults__pb2.FaultConfig.SerializeToString,
+            ),
+            'Stats': grpc.unary_unary_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=resilientrpc_dot_proto_dot_faults__pb2.StatsRequest.FromString,
+                    response_serializer=resilientrpc_dot_proto_dot_faults__pb2.BackendStats.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -91,6 +108,33 @@ class Faults(object):
             '/resilientrpc.faults.v1.Faults/Configure',
             resilientrpc_dot_proto_dot_faults__pb2.FaultConfig.SerializeToString,
             resilientrpc_dot_proto_dot_faults__pb2.FaultConfig.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/resilientrpc.faults.v1.Faults/Stats',
+            resilientrpc_dot_proto_dot_faults__pb2.StatsRequest.SerializeToString,
+            resilientrpc_dot_proto_dot_faults__pb2.BackendStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,10 @@ reconfigures it at run time, and ``grpc.health.v1.Health``, on ``127.0.0.1``:
   error rate and code, hanging, the health status, and an ORCA load report sent as the
   ``endpoint-load-metrics-bin`` trailer. grpcio's core swallows that key on the client,
   so the same bytes also travel as ``resilientrpc-load-metrics-bin``
-  (:data:`LOAD_REPORT_ALIAS_METADATA_KEY`), which Python clients can read.
+  (:data:`LOAD_REPORT_ALIAS_METADATA_KEY`), which Python clients can read. For retries:
+  the next N calls failing, stalls, streams failing after N replies, and retry hints
+  (``grpc-retry-pushback-ms``, ``google.rpc.RetryInfo``) on injected failures;
+  ``previous_attempts()`` tells what each call's :data:`PREVIOUS_ATTEMPTS_HEADER` said.
 
 >>> from resilientrpc.testing import Backend, Faults, echo_pb2, echo_pb2_grpc
 >>> with Backend("b1", faults=Faults(latency=0.01)) as backend:  # doctest: +SKIP
@@ -41,10 +44,16 @@ from resilientrpc.testing.backend import (
 from resilientrpc.testing.faults import (
     DEFAULT_ERROR_CODE,
     DEFAULT_ERROR_RATE,
+    DEFAULT_FAIL_AFTER_MESSAGES,
+    DEFAULT_FAIL_NEXT,
     DEFAULT_HANG,
     DEFAULT_HEALTH,
     DEFAULT_LATENCY,
     DEFAULT_LATENCY_JITTER,
+    DEFAULT_PUSHBACK_MS,
+    DEFAULT_RETRY_INFO_SECONDS,
+    DEFAULT_STALL_RATE,
+    DEFAULT_STALL_SECONDS,
     HEALTH_STATUSES,
     LOAD_REPORT_ALIAS_METADATA_KEY,
     LOAD_REPORT_METADATA_KEY,
@@ -53,22 +62,35 @@ from resilientrpc.testing.faults import (
 )
 from resilientrpc.testing.process import BackendProcess, BackendStartError
 from resilientrpc.testing.proxy import DelayProxy
-from resilientrpc.testing.servicer import ECHO_METADATA_PREFIX, ECHO_SERVICE_NAME
+from resilientrpc.testing.servicer import (
+    ECHO_METADATA_PREFIX,
+    ECHO_SERVICE_NAME,
+    PREVIOUS_ATTEMPTS_HEADER,
+    PUSHBACK_HEADER,
+)
 
 __all__ = [
     "DEFAULT_ERROR_CODE",
     "DEFAULT_ERROR_RATE",
+    "DEFAULT_FAIL_AFTER_MESSAGES",
+    "DEFAULT_FAIL_NEXT",
     "DEFAULT_HANG",
     "DEFAULT_HEALTH",
     "DEFAULT_LATENCY",
     "DEFAULT_LATENCY_JITTER",
     "DEFAULT_MAX_WORKERS",
+    "DEFAULT_PUSHBACK_MS",
+    "DEFAULT_RETRY_INFO_SECONDS",
+    "DEFAULT_STALL_RATE",
+    "DEFAULT_STALL_SECONDS",
     "ECHO_METADATA_PREFIX",
     "ECHO_SERVICE_NAME",
     "HEALTH_STATUSES",
     "HOST",
     "LOAD_REPORT_ALIAS_METADATA_KEY",
     "LOAD_REPORT_METADATA_KEY",
+    "PREVIOUS_ATTEMPTS_HEADER",
+    "PUSHBACK_HEADER",
     "Backend",
     "BackendProcess",
     "BackendStartError",

@@ -165,6 +165,14 @@ class Backend:
         """How many Echo-service calls this backend has received."""
         return self._state.calls
 
+    def previous_attempts(self) -> list[int | None]:
+        """The ``resilientrpc-previous-rpc-attempts`` header of each received call.
+
+        Oldest first, the last :data:`~resilientrpc.testing.servicer.RECORD_LIMIT` calls;
+        None where the header was absent (a first attempt) or not a decimal number.
+        """
+        return self._state.previous_attempts()
+
     def configure(self, **changes: object) -> Faults:
         """Replace fields of :attr:`faults` (and the served health); returns the new faults.
 

@@ -22,13 +22,20 @@ from resilientrpc.proto import faults_pb2
 __all__ = [
     "DEFAULT_ERROR_CODE",
     "DEFAULT_ERROR_RATE",
+    "DEFAULT_FAIL_AFTER_MESSAGES",
+    "DEFAULT_FAIL_NEXT",
     "DEFAULT_HANG",
     "DEFAULT_HEALTH",
     "DEFAULT_LATENCY",
     "DEFAULT_LATENCY_JITTER",
+    "DEFAULT_PUSHBACK_MS",
+    "DEFAULT_RETRY_INFO_SECONDS",
+    "DEFAULT_STALL_RATE",
+    "DEFAULT_STALL_SECONDS",
     "HEALTH_STATUSES",
     "LOAD_REPORT_ALIAS_METADATA_KEY",
     "LOAD_REPORT_METADATA_KEY",
+    "PLAIN_FIELDS",
     "Faults",
     "LoadReport",
     "apply_fault_config",
@@ -45,6 +52,14 @@ DEFAULT_ERROR_RATE = 0.0
 DEFAULT_ERROR_CODE = grpc.StatusCode.UNAVAILABLE
 DEFAULT_HANG = False
 DEFAULT_HEALTH = "SERVING"
+DEFAULT_FAIL_NEXT = 0
+DEFAULT_PUSHBACK_MS = ""
+DEFAULT_RETRY_INFO_SECONDS = 0.0
+DEFAULT_STALL_RATE = 0.0
+DEFAULT_STALL_SECONDS = 0.0
+DEFAULT_FAIL_AFTER_MESSAGES = 0
+
+_INT32_MAX = 2**31 - 1
 
 HEALTH_STATUSES = ("SERVING", "NOT_SERVING", "SERVICE_UNKNOWN")
 """The ``grpc.health.v1`` statuses a backend can be told to report."""
@@ -78,13 +93,32 @@ def _check_non_negative(path: str, value: object) -> None:
         raise ConfigError(path, f"expected a finite number >= 0, got {value!r}")
 
 
+def _check_probability(path: str, value: float) -> None:
+    _check_non_negative(path, value)
+    if value > 1:
+        raise ConfigError(path, f"expected a probability in [0, 1], got {value!r}")
+
+
+def _check_count(path: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _INT32_MAX:
+        raise ConfigError(path, f"expected an integer in [0, {_INT32_MAX}], got {value!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Faults:
     """The faults a test backend injects into every Echo call.
 
-    Each call first waits ``latency`` seconds plus a uniform extra delay in
-    ``[0, latency_jitter)``, then, with ``hang``, never answers until the client gives
-    up; otherwise it fails with ``error_code`` with probability ``error_rate``.
+    Each call first sleeps ``stall_seconds`` with probability ``stall_rate``, then waits
+    ``latency`` seconds plus a uniform extra delay in ``[0, latency_jitter)``, then, with
+    ``hang``, never answers until the client gives up; otherwise it fails with
+    ``error_code`` if ``fail_next`` is above 0 (which counts it down), else with
+    probability ``error_rate``. Server-streaming and bidi calls also fail with
+    ``error_code`` right after their ``fail_after_messages``-th reply (0: never).
+    Injected failures carry the trailing metadata ``grpc-retry-pushback-ms:
+    <pushback_ms>`` unless it is ``""``, and a ``google.rpc.RetryInfo`` with
+    ``retry_info_seconds`` in ``grpc-status-details-bin`` unless it is 0. grpc's core
+    parses the pushback key: a value that is not an integer (``"abc"``) reaches a grpcio
+    client as ``"-9223372036854775808"``, negative as A6 wants for "do not retry".
     ``health`` is what the backend's ``grpc.health.v1`` service reports, and a
     ``load_report`` is attached to every reply as the ``endpoint-load-metrics-bin``
     trailer.
@@ -92,7 +126,8 @@ class Faults:
     >>> Faults(latency=0.05, error_rate=0.1)
     Faults(latency=0.05, latency_jitter=0.0, error_rate=0.1, \
 error_code=<StatusCode.UNAVAILABLE: (14, 'unavailable')>, hang=False, health='SERVING', \
-load_report=None)
+load_report=None, fail_next=0, pushback_ms='', retry_info_seconds=0.0, stall_rate=0.0, \
+stall_seconds=0.0, fail_after_messages=0)
     >>> Faults(error_rate=2.0)
     Traceback (most recent call last):
     ...
@@ -107,15 +142,30 @@ got 2.0
     hang: bool = DEFAULT_HANG
     health: str = DEFAULT_HEALTH
     load_report: LoadReport | None = None
+    fail_next: int = DEFAULT_FAIL_NEXT
+    pushback_ms: str = DEFAULT_PUSHBACK_MS
+    retry_info_seconds: float = DEFAULT_RETRY_INFO_SECONDS
+    stall_rate: float = DEFAULT_STALL_RATE
+    stall_seconds: float = DEFAULT_STALL_SECONDS
+    fail_after_messages: int = DEFAULT_FAIL_AFTER_MESSAGES
 
     def __post_init__(self) -> None:
         _check_non_negative("faults.latency", self.latency)
         _check_non_negative("faults.latency_jitter", self.latency_jitter)
-        _check_non_negative("faults.error_rate", self.error_rate)
-        if self.error_rate > 1:
+        _check_probability("faults.error_rate", self.error_rate)
+        _check_count("faults.fail_next", self.fail_next)
+        # Any printable ASCII, "-1" and "abc" included: tests send invalid pushbacks on purpose.
+        if not isinstance(self.pushback_ms, str) or not (
+            self.pushback_ms.isascii() and self.pushback_ms.isprintable()
+        ):
             raise ConfigError(
-                "faults.error_rate", f"expected a probability in [0, 1], got {self.error_rate!r}"
+                "faults.pushback_ms",
+                f"expected a string of printable ASCII characters, got {self.pushback_ms!r}",
             )
+        _check_non_negative("faults.retry_info_seconds", self.retry_info_seconds)
+        _check_probability("faults.stall_rate", self.stall_rate)
+        _check_non_negative("faults.stall_seconds", self.stall_seconds)
+        _check_count("faults.fail_after_messages", self.fail_after_messages)
         if (
             not isinstance(self.error_code, grpc.StatusCode)
             or self.error_code is grpc.StatusCode.OK
@@ -142,6 +192,16 @@ got 2.0
 
 _FAULT_FIELDS = frozenset(field.name for field in dataclasses.fields(Faults))
 
+PLAIN_FIELDS = (
+    "fail_next",
+    "pushback_ms",
+    "retry_info_seconds",
+    "stall_rate",
+    "stall_seconds",
+    "fail_after_messages",
+)
+"""Faults fields with the same name and value in ``FaultConfig`` (and on the command line)."""
+
 
 def replace_faults(faults: Faults, changes: Mapping[str, object]) -> Faults:
     """``faults`` with ``changes`` applied, validated; unknown names raise ConfigError."""
@@ -166,7 +226,7 @@ def status_code_from_number(number: int) -> grpc.StatusCode:
 def fault_config_from_faults(faults: Faults) -> faults_pb2.FaultConfig:
     """The complete ``FaultConfig`` message (every field set) describing ``faults``."""
     report = faults.load_report if faults.load_report is not None else LoadReport()
-    return faults_pb2.FaultConfig(
+    config = faults_pb2.FaultConfig(
         latency_seconds=faults.latency,
         latency_jitter_seconds=faults.latency_jitter,
         error_rate=faults.error_rate,
@@ -180,6 +240,9 @@ def fault_config_from_faults(faults: Faults) -> faults_pb2.FaultConfig:
         eps=report.eps,
         mem_utilization=report.mem_utilization,
     )
+    for name in PLAIN_FIELDS:
+        setattr(config, name, getattr(faults, name))
+    return config
 
 
 def apply_fault_config(faults: Faults, config: faults_pb2.FaultConfig) -> Faults:
@@ -202,6 +265,9 @@ def apply_fault_config(faults: Faults, config: faults_pb2.FaultConfig) -> Faults
         changes["hang"] = config.hang
     if config.HasField("health_status"):
         changes["health"] = config.health_status
+    for name in PLAIN_FIELDS:
+        if config.HasField(name):
+            changes[name] = getattr(config, name)
     load_changes = {name: getattr(config, name) for name in _LOAD_FIELDS if config.HasField(name)}
     if config.HasField("send_load_report"):
         send = config.send_load_report
@@ -241,6 +307,9 @@ def changes_to_fault_config(changes: Mapping[str, object]) -> faults_pb2.FaultCo
         config.hang = full.hang
     if "health" in changes:
         config.health_status = full.health_status
+    for name in PLAIN_FIELDS:
+        if name in changes:
+            setattr(config, name, getattr(full, name))
     if "load_report" in changes:
         config.send_load_report = full.send_load_report
         if wanted.load_report is not None:

@@ -54,7 +54,7 @@ STOP_TIMEOUT = 5.0
 """Seconds a child has to exit after SIGTERM before it is killed."""
 
 CONFIGURE_TIMEOUT = 5.0
-"""Deadline of the Faults RPC that :meth:`BackendProcess.configure` sends."""
+"""Deadline of the Faults RPCs (``Configure``, ``Stats``) a :class:`BackendProcess` sends."""
 
 SIGNAL_TIMEOUT = 5.0
 """Seconds a child has to stop after SIGSTOP, or to run again after SIGCONT."""
@@ -260,6 +260,23 @@ class BackendProcess:
     def faults(self) -> Faults:
         """The faults in effect in the child now (asked over the Faults RPC)."""
         return self._send_fault_config(faults_pb2.FaultConfig())
+
+    @property
+    def calls(self) -> int:
+        """How many Echo-service calls the child has received (asked over the Stats RPC)."""
+        return int(self._stats().calls)
+
+    def previous_attempts(self) -> list[int | None]:
+        """The child's :meth:`~resilientrpc.testing.Backend.previous_attempts` (Stats RPC)."""
+        return [None if n < 0 else n for n in self._stats().previous_rpc_attempts]
+
+    def _stats(self) -> faults_pb2.BackendStats:
+        with grpc.insecure_channel(self.address) as channel:
+            stub = faults_pb2_grpc.FaultsStub(channel)
+            reply: faults_pb2.BackendStats = stub.Stats(
+                faults_pb2.StatsRequest(), timeout=CONFIGURE_TIMEOUT
+            )
+        return reply
 
     def configure(self, **changes: object) -> Faults:
         """Replace fields of the child's faults through the Faults RPC; the new faults.

@@ -20,7 +20,13 @@ import grpc
 
 from resilientrpc.errors import ConfigError
 from resilientrpc.testing.backend import Backend
-from resilientrpc.testing.faults import HEALTH_STATUSES, Faults, LoadReport
+from resilientrpc.testing.faults import (
+    HEALTH_STATUSES,
+    PLAIN_FIELDS,
+    Faults,
+    LoadReport,
+    replace_faults,
+)
 
 __all__ = ["LISTENING_PREFIX", "build_parser", "faults_from_args", "faults_to_argv", "main"]
 
@@ -34,6 +40,9 @@ _LOAD_FLAGS = (
     ("rps_fractional", "--rps"),
     ("eps", "--eps"),
 )
+
+#: Faults fields whose flag is ``--`` and the name with dashes, its value as is.
+_PLAIN_FLAGS = tuple((name, "--" + name.replace("_", "-")) for name in PLAIN_FIELDS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,6 +70,35 @@ def build_parser() -> argparse.ArgumentParser:
         "--health", default=Faults().health, choices=HEALTH_STATUSES, help="health status"
     )
     parser.add_argument(
+        "--fail-next", type=int, default=0, metavar="N", help="fail the next N calls"
+    )
+    parser.add_argument(
+        "--pushback-ms",
+        default="",
+        metavar="TEXT",
+        help="grpc-retry-pushback-ms trailer of injected failures (default: none)",
+    )
+    parser.add_argument(
+        "--retry-info-seconds",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="google.rpc.RetryInfo delay of injected failures (default: none)",
+    )
+    parser.add_argument(
+        "--stall-rate", type=float, default=0.0, help="probability that a call stalls first"
+    )
+    parser.add_argument(
+        "--stall-seconds", type=float, default=0.0, metavar="S", help="length of a stall"
+    )
+    parser.add_argument(
+        "--fail-after-messages",
+        type=int,
+        default=0,
+        metavar="N",
+        help="fail server and bidi streams after N replies (default: never)",
+    )
+    parser.add_argument(
         "--load-report", action="store_true", help="attach a load report even if all zero"
     )
     for field, flag in _LOAD_FLAGS:
@@ -84,7 +122,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         if getattr(args, field) is not None
     }
     load_report = LoadReport(**load_values) if args.load_report or load_values else None
-    return Faults(
+    faults = Faults(
         latency=args.latency,
         latency_jitter=args.latency_jitter,
         error_rate=args.error_rate,
@@ -93,6 +131,7 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         health=args.health,
         load_report=load_report,
     )
+    return replace_faults(faults, {name: getattr(args, name) for name in PLAIN_FIELDS})
 
 
 def faults_to_argv(faults: Faults) -> list[str]:
@@ -111,6 +150,11 @@ def faults_to_argv(faults: Faults) -> list[str]:
         argv.append("--hang")
     if faults.health != default.health:
         argv += ["--health", faults.health]
+    for field, flag in _PLAIN_FLAGS:
+        value = getattr(faults, field)
+        if value != getattr(default, field):
+            # "--flag=value": a pushback such as "-abc" must not read as an option.
+            argv.append(f"{flag}={value if isinstance(value, str) else repr(value)}")
     if faults.load_report is not None:
         argv.append("--load-report")
         for field, flag in _LOAD_FLAGS:

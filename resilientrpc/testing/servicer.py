@@ -4,13 +4,16 @@ This module owns what happens inside one backend's calls, independent of how the
 server around it runs (in process or in a child process):
 
 - :class:`BackendState`: the backend's current :class:`~resilientrpc.testing.Faults`,
-  its call counter and random source, and the per-call release events that let a
-  stopping backend free every sleeping or hung handler thread.
-- :class:`EchoServicer`: the four Echo call shapes with latency, hang, error and load
-  report injection (the ORCA ``endpoint-load-metrics-bin`` trailer, plus the same bytes
-  under ``resilientrpc-load-metrics-bin`` because grpcio clients never see the ORCA key),
-  and ``x-echo-*`` metadata echoed back.
-- :class:`FaultsServicer`: the ``Configure`` RPC.
+  its call counter, the ``resilientrpc-previous-rpc-attempts`` header of each recent
+  call, its random source, and the per-call release events that let a stopping backend
+  free every sleeping or hung handler thread.
+- :class:`EchoServicer`: the four Echo call shapes with stall, latency, hang, error and
+  load report injection (the ORCA ``endpoint-load-metrics-bin`` trailer, plus the same
+  bytes under ``resilientrpc-load-metrics-bin`` because grpcio clients never see the ORCA
+  key), retry hints on injected failures (``grpc-retry-pushback-ms``, a
+  ``google.rpc.RetryInfo`` in ``grpc-status-details-bin``), failures after N streamed
+  replies, and ``x-echo-*`` metadata echoed back.
+- :class:`FaultsServicer`: the ``Configure`` and ``Stats`` RPCs.
 - :func:`add_backend_services`: registers those and a ``grpc.health.v1`` servicer (a
   :class:`~resilientrpc.health.HeartbeatHealthServicer` in ``Backend``, whose Watch
   streams re-send the status every second).
@@ -21,13 +24,19 @@ Lock order: ``BackendState._configure_lock`` before the health servicer's own lo
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
 
 from resilientrpc.errors import ConfigError
 from resilientrpc.health import HeartbeatHealthServicer
@@ -44,6 +53,9 @@ from resilientrpc.testing.faults import (
 __all__ = [
     "ECHO_METADATA_PREFIX",
     "ECHO_SERVICE_NAME",
+    "PREVIOUS_ATTEMPTS_HEADER",
+    "PUSHBACK_HEADER",
+    "RECORD_LIMIT",
     "BackendState",
     "CallGate",
     "EchoServicer",
@@ -57,7 +69,30 @@ ECHO_SERVICE_NAME = "resilientrpc.echo.v1.Echo"
 ECHO_METADATA_PREFIX = "x-echo-"
 """Request metadata whose key starts with this comes back as initial and trailing metadata."""
 
+PREVIOUS_ATTEMPTS_HEADER = "resilientrpc-previous-rpc-attempts"
+"""Request header in which a resilientrpc client tells how many attempts preceded this one.
+
+gRFC A6 names it ``grpc-previous-rpc-attempts``, but grpcio drops reserved ``grpc-``
+request headers before they reach a server, so the project sends its own.
+"""
+
+PUSHBACK_HEADER = "grpc-retry-pushback-ms"
+"""Trailing metadata of gRFC A6 server pushback, sent on injected failures when set."""
+
+RECORD_LIMIT = 100_000
+"""How many recent calls' previous-attempts headers a backend keeps (oldest dropped)."""
+
 _HEALTH_SERVICES = ("", ECHO_SERVICE_NAME)
+_INT32_MAX = 2**31 - 1
+
+
+def _previous_attempts(value: str | bytes) -> int | None:
+    """The header's count; None unless it is a decimal number that fits an int32."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        number = int(value)
+        if number <= _INT32_MAX:
+            return number
+    return None
 
 
 class BackendState:
@@ -83,6 +118,7 @@ class BackendState:
         self._configure_lock = threading.Lock()
         self._random = random.Random(seed)
         self._calls = 0
+        self._previous_attempts: deque[int | None] = deque(maxlen=RECORD_LIMIT)
         self._stopped = False
         self._open_calls: set[threading.Event] = set()
         self._publish_health(faults.health)
@@ -99,10 +135,30 @@ class BackendState:
         with self._lock:
             return self._calls
 
-    def count_call(self) -> None:
-        """Count one received Echo-service call."""
+    def count_call(self, previous_attempts: int | None = None) -> None:
+        """Count one received Echo-service call and record its previous-attempts header."""
         with self._lock:
             self._calls += 1
+            self._previous_attempts.append(previous_attempts)
+
+    def previous_attempts(self) -> list[int | None]:
+        """The previous-attempts header of each recent call (None: absent), oldest first."""
+        return self.stats()[1]
+
+    def stats(self) -> tuple[int, list[int | None]]:
+        """The call count and :meth:`previous_attempts`, taken together."""
+        with self._lock:
+            return self._calls, list(self._previous_attempts)
+
+    def take_failure(self, error_rate: float) -> bool:
+        """Whether a call's first reply fails: ``fail_next`` (counted down), else the draw."""
+        with self._lock:
+            if self._faults.fail_next > 0:
+                self._faults = dataclasses.replace(
+                    self._faults, fail_next=self._faults.fail_next - 1
+                )
+                return True
+            return error_rate > 0 and self._random.random() < error_rate
 
     def random(self) -> float:
         """A draw in [0, 1) from the backend's own (optionally seeded) random source."""
@@ -112,21 +168,19 @@ class BackendState:
     def configure(self, changes: Mapping[str, object]) -> Faults:
         """Replace the named fields of the faults; returns the new faults."""
         with self._configure_lock:
-            faults = replace_faults(self.faults, changes)
-            self._install(faults)
+            # Read and replace under the leaf lock: calls count fail_next down meanwhile.
+            with self._lock:
+                faults = self._faults = replace_faults(self._faults, changes)
+            self._publish_health(faults.health)
             return faults
 
     def apply_fault_config(self, config: faults_pb2.FaultConfig) -> Faults:
         """Apply the fields a ``FaultConfig`` sets; returns the new faults."""
         with self._configure_lock:
-            faults = apply_fault_config(self.faults, config)
-            self._install(faults)
+            with self._lock:
+                faults = self._faults = apply_fault_config(self._faults, config)
+            self._publish_health(faults.health)
             return faults
-
-    def _install(self, faults: Faults) -> None:
-        with self._lock:
-            self._faults = faults
-        self._publish_health(faults.health)
 
     def _publish_health(self, status_name: str) -> None:
         status = health_pb2.HealthCheckResponse.ServingStatus.Value(status_name)
@@ -187,13 +241,22 @@ class CallGate:
         self._released.wait()
 
 
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What one call meets: the faults when it began and the trailing metadata it sends."""
+
+    faults: Faults
+    trailing: tuple[tuple[str, str | bytes], ...]
+
+
 class EchoServicer:
     """The Echo service of a backend, with the backend's faults injected.
 
-    Every reply shape goes through the same gate before its first message: latency (and
-    jitter), then hang, then the error draw. Later messages of a stream only get the
-    latency. Trailing metadata (load report, ``x-echo-*`` entries) is set when the call
-    starts, so failed calls carry it too.
+    Every reply shape goes through the same gate before its first message: stall, latency
+    (and jitter), then hang, then ``fail_next`` or the error draw. Later messages of a
+    stream only get the latency, and the stream fails after ``fail_after_messages``
+    replies. Trailing metadata (load report, ``x-echo-*`` entries) is set when the call
+    starts, so failed calls carry it too; injected failures add the retry hints.
     """
 
     def __init__(self, state: BackendState) -> None:
@@ -202,50 +265,54 @@ class EchoServicer:
     def Echo(
         self, request: echo_pb2.EchoRequest, context: grpc.ServicerContext
     ) -> echo_pb2.EchoReply:
-        faults = self._begin(context)
+        call = self._begin(context)
         with self._state.open_call(context) as gate:
-            self._before_reply(faults, gate, context, first=True)
+            self._before_reply(call, gate, context, first=True)
             return self._reply(request.message, 0)
 
     def ServerStream(
         self, request: echo_pb2.EchoRequest, context: grpc.ServicerContext
     ) -> Iterator[echo_pb2.EchoReply]:
-        faults = self._begin(context)
+        call = self._begin(context)
         with self._state.open_call(context) as gate:
             for index in range(max(request.count, 1)):
-                self._before_reply(faults, gate, context, first=index == 0)
+                self._before_reply(call, gate, context, first=index == 0)
                 yield self._reply(request.message, index)
+                self._after_reply(call, context, sent=index + 1)
 
     def ClientStream(
         self, request_iterator: Iterator[echo_pb2.EchoRequest], context: grpc.ServicerContext
     ) -> echo_pb2.EchoReply:
-        faults = self._begin(context)
+        call = self._begin(context)
         with self._state.open_call(context) as gate:
             messages = [request.message for request in request_iterator]
-            self._before_reply(faults, gate, context, first=True)
+            self._before_reply(call, gate, context, first=True)
             return self._reply(",".join(messages), len(messages))
 
     def BidiStream(
         self, request_iterator: Iterator[echo_pb2.EchoRequest], context: grpc.ServicerContext
     ) -> Iterator[echo_pb2.EchoReply]:
-        faults = self._begin(context)
+        call = self._begin(context)
         with self._state.open_call(context) as gate:
             index = 0
             for request in request_iterator:
-                self._before_reply(faults, gate, context, first=index == 0)
+                self._before_reply(call, gate, context, first=index == 0)
                 yield self._reply(request.message, index)
                 index += 1
+                self._after_reply(call, context, sent=index)
             if index == 0:  # an empty stream still meets the injected faults
-                self._before_reply(faults, gate, context, first=True)
+                self._before_reply(call, gate, context, first=True)
 
-    def _begin(self, context: grpc.ServicerContext) -> Faults:
+    def _begin(self, context: grpc.ServicerContext) -> _Call:
         """Count the call, set its metadata, and snapshot the faults it will meet."""
-        self._state.count_call()
+        metadata = tuple(context.invocation_metadata())
+        previous = next(
+            (_previous_attempts(v) for k, v in metadata if k == PREVIOUS_ATTEMPTS_HEADER), None
+        )
+        self._state.count_call(previous)
         faults = self._state.faults
         echoed = tuple(
-            (key, value)
-            for key, value in context.invocation_metadata()
-            if key.startswith(ECHO_METADATA_PREFIX)
+            (key, value) for key, value in metadata if key.startswith(ECHO_METADATA_PREFIX)
         )
         if echoed:
             context.send_initial_metadata(echoed)
@@ -258,11 +325,19 @@ class EchoServicer:
             )
         if trailing:
             context.set_trailing_metadata(trailing)
-        return faults
+        return _Call(faults, trailing)
 
     def _before_reply(
-        self, faults: Faults, gate: CallGate, context: grpc.ServicerContext, *, first: bool
+        self, call: _Call, gate: CallGate, context: grpc.ServicerContext, *, first: bool
     ) -> None:
+        faults = call.faults
+        if (
+            first
+            and faults.stall_rate > 0
+            and self._state.random() < faults.stall_rate
+            and not gate.sleep(faults.stall_seconds)
+        ):
+            context.abort(grpc.StatusCode.CANCELLED, f"call ended on {self._state.name}")
         delay = faults.latency
         if faults.latency_jitter > 0:
             delay += self._state.random() * faults.latency_jitter
@@ -273,15 +348,41 @@ class EchoServicer:
         if faults.hang:
             gate.hang()
             context.abort(grpc.StatusCode.CANCELLED, f"hung call released on {self._state.name}")
-        if faults.error_rate > 0 and self._state.random() < faults.error_rate:
-            context.abort(faults.error_code, f"injected fault on {self._state.name}")
+        if self._state.take_failure(faults.error_rate):
+            self._fail(call, context, "injected fault")
+
+    def _after_reply(self, call: _Call, context: grpc.ServicerContext, *, sent: int) -> None:
+        if sent == call.faults.fail_after_messages:
+            self._fail(call, context, f"injected fault after {sent} replies")
+
+    def _fail(self, call: _Call, context: grpc.ServicerContext, what: str) -> None:
+        """End the call with the injected error code and the configured retry hints."""
+        faults = call.faults
+        status = status_pb2.Status(
+            code=faults.error_code.value[0], message=f"{what} on {self._state.name}"
+        )
+        if faults.retry_info_seconds > 0:
+            delay = duration_pb2.Duration()
+            delay.FromNanoseconds(round(faults.retry_info_seconds * 1e9))
+            detail = any_pb2.Any()
+            detail.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+            status.details.append(detail)
+        rich = rpc_status.to_status(status)
+        trailing = call.trailing
+        if faults.pushback_ms:
+            trailing += ((PUSHBACK_HEADER, faults.pushback_ms),)
+        if status.details:
+            trailing += tuple(rich.trailing_metadata)
+        if trailing:
+            context.set_trailing_metadata(trailing)
+        context.abort(rich.code, rich.details)
 
     def _reply(self, message: str, index: int) -> echo_pb2.EchoReply:
         return echo_pb2.EchoReply(message=message, backend=self._state.name, index=index)
 
 
 class FaultsServicer:
-    """The Faults service: ``Configure`` applies the set fields, returns the result."""
+    """The Faults service: ``Configure`` (set fields in, all out) and ``Stats``."""
 
     def __init__(self, state: BackendState) -> None:
         self._state = state
@@ -294,6 +395,14 @@ class FaultsServicer:
         except ConfigError as error:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(error))
         return fault_config_from_faults(faults)
+
+    def Stats(
+        self, request: faults_pb2.StatsRequest, context: grpc.ServicerContext
+    ) -> faults_pb2.BackendStats:
+        calls, previous = self._state.stats()
+        return faults_pb2.BackendStats(
+            calls=calls, previous_rpc_attempts=[-1 if n is None else n for n in previous]
+        )
 
 
 def add_backend_services(server: grpc.Server, state: BackendState) -> None:
