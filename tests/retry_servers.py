@@ -19,6 +19,8 @@ from typing import Any
 
 import grpc
 
+from resilientrpc.retry import PREVIOUS_ATTEMPTS_HEADER
+
 SERVICE = "retry.test.Svc"
 UNARY = f"/{SERVICE}/Unary"
 SERVER_STREAM = f"/{SERVICE}/ServerStream"
@@ -96,7 +98,7 @@ class ScriptedServer:
         """The ``resilientrpc-previous-rpc-attempts`` header of every execution, in order."""
         with self._lock:
             return [
-                e.metadata.get("resilientrpc-previous-rpc-attempts")  # type: ignore[misc]
+                e.metadata.get(PREVIOUS_ATTEMPTS_HEADER)  # type: ignore[misc]
                 for e in self.executions
             ]
 

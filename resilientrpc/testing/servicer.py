@@ -41,6 +41,7 @@ from grpc_status import rpc_status
 from resilientrpc.errors import ConfigError
 from resilientrpc.health import HeartbeatHealthServicer
 from resilientrpc.proto import echo_pb2, echo_pb2_grpc, faults_pb2, faults_pb2_grpc
+from resilientrpc.retry import PREVIOUS_ATTEMPTS_HEADER, PUSHBACK_HEADER
 from resilientrpc.testing.faults import (
     LOAD_REPORT_ALIAS_METADATA_KEY,
     LOAD_REPORT_METADATA_KEY,
@@ -69,15 +70,8 @@ ECHO_SERVICE_NAME = "resilientrpc.echo.v1.Echo"
 ECHO_METADATA_PREFIX = "x-echo-"
 """Request metadata whose key starts with this comes back as initial and trailing metadata."""
 
-PREVIOUS_ATTEMPTS_HEADER = "resilientrpc-previous-rpc-attempts"
-"""Request header in which a resilientrpc client tells how many attempts preceded this one.
-
-gRFC A6 names it ``grpc-previous-rpc-attempts``, but grpcio drops reserved ``grpc-``
-request headers before they reach a server, so the project sends its own.
-"""
-
-PUSHBACK_HEADER = "grpc-retry-pushback-ms"
-"""Trailing metadata of gRFC A6 server pushback, sent on injected failures when set."""
+# The request header a retry carries (how many attempts preceded it) and A6's pushback
+# trailer, sent on injected failures when set: the retry step's own names.
 
 RECORD_LIMIT = 100_000
 """How many recent calls' previous-attempts headers a backend keeps (oldest dropped)."""
