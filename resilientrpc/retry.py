@@ -51,6 +51,7 @@ from resilientrpc.config import HedgingPolicy, RetryPolicy
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
+    "MAX_SERVER_DELAY",
     "MAX_TRANSPARENT_RETRIES",
     "NO_RETRY",
     "PREVIOUS_ATTEMPTS_HEADER",
@@ -86,6 +87,10 @@ STATUS_DETAILS_HEADER = "grpc-status-details-bin"
 #: a call whose requests outgrow it is committed. Channel option
 #: ``grpc.per_rpc_retry_buffer_size`` changes it.
 DEFAULT_BUFFER_LIMIT = 256 * 1024
+#: The longest wait a server may ask for (pushback or RetryInfo). A server asking for more
+#: gets no retry at all: the call fails now with its real error rather than sleep for
+#: hours (a pushback may say up to 2**31 - 1 ms, about 25 days).
+MAX_SERVER_DELAY = 60.0
 #: Attempts per call that may be resent at once because they never reached a server; they
 #: do not count against ``maxAttempts`` (A6's transparent retries), but are bounded so a
 #: call can never spin.
@@ -252,6 +257,10 @@ def plan(
     if attempts >= policy.max_attempts:
         return Stop(f"maxAttempts ({policy.max_attempts}) reached")
     if isinstance(pushback, float):
+        if pushback > MAX_SERVER_DELAY:
+            return Stop(
+                f"the server asked for a retry in {pushback:g} s, more than {MAX_SERVER_DELAY:g} s"
+            )
         delay, pushed = pushback, True
     else:
         delay, pushed = backoff(policy, backoff_retry, rng), False
@@ -743,6 +752,8 @@ class HedgeRun:
         pushback = server_pushback(attempt.trailing_metadata)
         if pushback is NO_RETRY:
             self.stopped = "the server's pushback said not to hedge again"
+        elif isinstance(pushback, float) and pushback > MAX_SERVER_DELAY:
+            self.stopped = f"the server asked for {pushback:g} s, more than {MAX_SERVER_DELAY:g} s"
         elif isinstance(pushback, float):
             self.pushback_delay = pushback
         if self.may_send_more():
