@@ -161,14 +161,15 @@ class BalancingInterceptor(
         # A retry step above says where the call's earlier attempts went (failover) and
         # learns where this one goes.
         record: AttemptRecord | None = getattr(details, "attempt", None)
-        pick, timeout = await self._router.pick(
-            details.metadata,
-            bool(details.wait_for_ready),
-            details.timeout,
-            deadline,
-            None if record is None else record.tried,
-        )
-        if record is not None:
+        wait_for_ready = bool(details.wait_for_ready)
+        if record is None:
+            pick, timeout = await self._router.pick(
+                details.metadata, wait_for_ready, details.timeout, deadline
+            )
+        else:
+            pick, timeout = await self._router.pick(
+                details.metadata, wait_for_ready, details.timeout, deadline, record.tried
+            )
             record.address = pick.endpoint.address
         try:
             call = await continuation(attempt_details(details, pick, timeout), request)
