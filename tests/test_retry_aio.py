@@ -267,11 +267,11 @@ def test_hedging_the_fast_answer_wins_and_the_slow_attempt_is_cancelled() -> Non
 
         elapsed = run(scenario())
         assert elapsed < 1.0
-        assert slow.count == 1
+        assert slow.count >= 1  # hedge picks move round robin on: maybe both started there
         deadline = time.monotonic() + 2
-        while not slow.executions[0].cancelled and time.monotonic() < deadline:
+        while not all(e.cancelled for e in slow.executions) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert slow.executions[0].cancelled
+        assert all(e.cancelled for e in slow.executions)
 
 
 def test_a_budget_refusal_is_visible_in_the_details() -> None:
