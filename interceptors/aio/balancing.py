@@ -23,6 +23,7 @@ import grpc
 import grpc.aio
 
 from interceptors.balancing import abandoned_outcome, attempt_details, outcome_of
+from interceptors.details import AttemptRecord
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import PickResult
 
@@ -118,16 +119,21 @@ class BalancingInterceptor(
 
             raise rpc_error(_CANCELLED, "channel closed") from error
 
-    def send_now(self, details: Any, request: Any, start: Start) -> Any | None:
+    def send_now(
+        self, details: Any, request: Any, start: Start, record: AttemptRecord | None = None
+    ) -> Any | None:
         """Send the attempt at once if an endpoint can take it now; None if it must wait.
 
         The hot path: the pick and the endpoint call are made synchronously, with no task,
         no coroutine and no ``AttemptDetails``; waiting, failing and every other case take
-        the chain instead.
+        the chain instead. ``record``, when given, learns the endpoint (a retry step's
+        first attempt).
         """
         pick = self._router.pick_now(details.metadata)
         if pick is None:
             return None
+        if record is not None:
+            record.address = pick.endpoint.address
         try:
             call = start(pick.endpoint, details, details.timeout, request)
         except BaseException as error:
@@ -152,9 +158,19 @@ class BalancingInterceptor(
         request: Any,
         deadline: float | None = None,
     ) -> Any:
-        pick, timeout = await self._router.pick(
-            details.metadata, bool(details.wait_for_ready), details.timeout, deadline
-        )
+        # A retry step above says where the call's earlier attempts went (failover) and
+        # learns where this one goes.
+        record: AttemptRecord | None = getattr(details, "attempt", None)
+        wait_for_ready = bool(details.wait_for_ready)
+        if record is None:
+            pick, timeout = await self._router.pick(
+                details.metadata, wait_for_ready, details.timeout, deadline
+            )
+        else:
+            pick, timeout = await self._router.pick(
+                details.metadata, wait_for_ready, details.timeout, deadline, record.tried
+            )
+            record.address = pick.endpoint.address
         try:
             call = await continuation(attempt_details(details, pick, timeout), request)
         except BaseException as error:

@@ -27,7 +27,8 @@ import grpc
 import grpc.aio
 
 from interceptors.aio.balancing import BalancingInterceptor, Start
-from interceptors.details import AttemptDetails
+from interceptors.aio.retry import RetryInterceptor, watch_first
+from interceptors.details import AttemptDetails, AttemptRecord
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
 from resilientrpc._event_listeners import EventCallback, EventListeners
@@ -178,7 +179,10 @@ class _AioMethodCall(MethodCall):
         self._clock = channel._router.clock
         self._direct = channel._direct
         self._continuation = _continuation(start)
-        self._invoke = channel._chain(hook, self._continuation)
+        self._invoke = channel._chain(hook, self._continuation, method)
+        policy = channel._retry.policy(method)
+        #: A retry or hedging policy puts the retry step in front: the chain, not send_now.
+        self._retried = policy.retry is not None or policy.hedging is not None
 
     def _begin(
         self,
@@ -201,7 +205,7 @@ class _AioMethodCall(MethodCall):
         if not channel._started:
             channel._start()
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
-        direct = self._direct
+        direct = None if self._retried else self._direct
         if direct is not None:
             try:
                 call = direct.send_now(details, request, self._start)
@@ -221,6 +225,48 @@ class _AioMethodCall(MethodCall):
 
 
 class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
+    def __init__(
+        self,
+        channel: ResilientChannel,
+        method: str,
+        serializer: Serializer,
+        deserializer: Deserializer,
+        hook: str,
+        start: Start,
+    ) -> None:
+        super().__init__(channel, method, serializer, deserializer, hook, start)
+        retry = channel._retry.policy(method).retry
+        # A retried method's hot path: the first attempt as any call's; the retry step
+        # (a task, tenacity) joins only if it fails, continuing below itself in the chain.
+        self._retrier = None if retry is None else channel._retry
+        self._per_attempt = None if retry is None else retry.per_attempt_recv_timeout
+        self._below_retry = channel._chain(hook, self._continuation)
+
+    def _first_attempt(
+        self, direct: BalancingInterceptor, retrier: RetryInterceptor, details: Any, payload: Any
+    ) -> UnaryUnaryCall | None:
+        """A retried call sent on the hot path, or None when it has to take the chain."""
+        record = AttemptRecord()
+        timeout = details.timeout
+        per_attempt = self._per_attempt
+        binding = per_attempt is not None and (timeout is None or per_attempt < timeout)
+        try:
+            call = direct.send_now(
+                details._replace(timeout=per_attempt) if binding else details,
+                payload,
+                self._start,
+                record,
+            )
+        except grpc.aio.AioRpcError:
+            return None  # the endpoint is closing: the chain decides
+        if call is None:
+            return None
+        deadline = None if timeout is None else self._clock() + timeout
+        outcome = watch_first(
+            retrier, self._below_retry, details, payload, call, record, deadline, binding
+        )
+        return UnaryUnaryCall(self._deserializer, None, outcome, deadline, self._clock)
+
     def __call__(
         self,
         request: Any,
@@ -231,6 +277,21 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> UnaryUnaryCall:
+        retrier = self._retrier
+        direct = self._direct
+        if retrier is not None and direct is not None:
+            channel = self._channel
+            if not channel._started:
+                channel._start()
+            details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
+            payload = self._serialize(request)
+            retried = self._first_attempt(direct, retrier, details, payload)
+            if retried is not None:
+                return retried
+            call, task, deadline = self._begin(
+                payload, timeout, metadata, credentials, wait_for_ready, compression
+            )
+            return UnaryUnaryCall(self._deserializer, call, task, deadline, self._clock)
         call, task, deadline = self._begin(
             self._serialize(request), timeout, metadata, credentials, wait_for_ready, compression
         )
@@ -349,6 +410,10 @@ class ResilientChannel(grpc.aio.Channel):
             self._router, with_load=core.uses_load_reports, clock=clock
         )
         self._interceptors: list[Any] = [balancing]
+        # Per-method retries and hedging (methodConfig), above the balancing step.
+        self._retry = RetryInterceptor(
+            core.config, clock=clock, buffer_limit=core.options.retry_buffer_limit
+        )
         # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
@@ -398,8 +463,15 @@ class ResilientChannel(grpc.aio.Channel):
             return direct
         return None
 
-    def _chain(self, hook: str, terminal: Invoke) -> Invoke:
-        return chain(self._interceptors, hook, terminal)
+    def _chain(self, hook: str, terminal: Invoke, method: str | None = None) -> Invoke:
+        """The chain of ``hook`` ending in ``terminal``; with the retry step on top when
+        ``method`` has a retry or hedging policy."""
+        steps = self._interceptors
+        if method is not None:
+            policy = self._retry.policy(method)
+            if policy.retry is not None or policy.hedging is not None:
+                steps = [self._retry, *steps]
+        return chain(steps, hook, terminal)
 
     # -- grpc.aio.Channel ----------------------------------------------------------------
     def unary_unary(
@@ -526,6 +598,7 @@ class ResilientChannel(grpc.aio.Channel):
         self._closed = True
         if self._finalizer is not None:
             self._finalizer.detach()
+        self._retry.close()  # calls waiting to retry or hedge end CANCELLED "channel closed"
         self._balancer.shutdown()
         if grace:
             await asyncio.gather(

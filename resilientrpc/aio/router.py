@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 
 from resilientrpc.aio._calls import rpc_error
 from resilientrpc.balancer import Balancer
@@ -49,9 +50,14 @@ class AsyncRouter:
         """The clock deadlines are measured on (the channel's)."""
         return self._clock
 
-    def pick_now(self, metadata: Metadata | None) -> PickResult | None:
-        """The hot path: an endpoint from a READY picker, synchronously; None otherwise."""
-        return ready_pick(self._balancer.picker, metadata)
+    def pick_now(
+        self, metadata: Metadata | None, tried: AbstractSet[str] | None = None
+    ) -> PickResult | None:
+        """The hot path: an endpoint from a READY picker, synchronously; None otherwise.
+
+        ``tried``: addresses the call's earlier attempts went to (avoided while others exist).
+        """
+        return ready_pick(self._balancer.picker, metadata, tried)
 
     async def pick(
         self,
@@ -59,17 +65,19 @@ class AsyncRouter:
         wait_for_ready: bool,
         timeout: float | None,
         deadline: float | None = None,
+        tried: AbstractSet[str] | None = None,
     ) -> tuple[PickResult, float | None]:
         """An endpoint for one attempt and the timeout left for it.
 
         ``deadline`` is when ``timeout`` runs out on :attr:`clock`, if the caller has
         already computed it; otherwise it is computed here when the attempt has to wait.
+        ``tried``: addresses the call's earlier attempts went to, avoided while others exist.
 
         Raises ``grpc.aio.AioRpcError``: UNAVAILABLE naming every address when no endpoint
         can take the call and it may not wait, DEADLINE_EXCEEDED when its deadline passes
         while it waits, CANCELLED once the channel is closed.
         """
-        result = self.pick_now(metadata)
+        result = self.pick_now(metadata, tried)
         if result is not None:
             return result, timeout if deadline is None else deadline - self._clock()
         if deadline is None and timeout is not None:
@@ -77,7 +85,7 @@ class AsyncRouter:
         clock = self._clock
         while True:
             picker = self._balancer.picker
-            step = next_step(picker, metadata, wait_for_ready, deadline, clock())
+            step = next_step(picker, metadata, wait_for_ready, deadline, clock(), tried)
             if isinstance(step, PickResult):
                 return step, None if deadline is None else deadline - clock()
             if isinstance(step, Status):
