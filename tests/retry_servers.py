@@ -70,7 +70,8 @@ class ScriptedServer:
         self.default = default
         self.executions: list[Execution] = []
         self._stopping = threading.Event()
-        self._server = grpc.server(futures.ThreadPoolExecutor(workers))
+        self._pool = futures.ThreadPoolExecutor(workers)
+        self._server = grpc.server(self._pool)
         handlers = {
             "Unary": grpc.unary_unary_rpc_method_handler(self._unary),
             "ServerStream": grpc.unary_stream_rpc_method_handler(self._server_stream),
@@ -151,8 +152,11 @@ class ScriptedServer:
         self._end(step, context)
 
     def stop(self) -> None:
+        """Stop serving and end the worker threads (idle workers would otherwise live
+        until the server object is collected, past the tests' thread-leak check)."""
         self._stopping.set()
         self._server.stop(0).wait(5)
+        self._pool.shutdown(wait=True)
 
     def __enter__(self) -> ScriptedServer:
         return self

@@ -37,17 +37,12 @@ UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
 
 @contextlib.contextmanager
 def serve(*args: Any, **kwargs: Any) -> Iterator[ScriptedServer]:
-    """A scripted server, stopped and its worker pool shut down at the end.
-
-    The pool's idle workers would otherwise live until the server object is collected,
-    which a failed execution's traceback (held by grpc) can delay past the thread check.
-    """
+    """A scripted server, stopped (its worker threads ended) at the end."""
     server = ScriptedServer(*args, **kwargs)
     try:
         yield server
     finally:
         server.stop()
-        server._server._state.thread_pool.shutdown(wait=True)
 
 
 def run(scenario: Coroutine[Any, Any, T], limit: float = 5.0) -> T:
