@@ -123,7 +123,7 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         policy = channel._retry.policy(method)
         if policy.hedging is not None:  # hedges overlap: a blocking call waits on a future
             self._blocking = self._future
-            self._direct = None
+            self._direct = None  # the hot path sends one attempt: a hedged call never takes it
         else:
             self._blocking = channel._chain(hook, _send_unary_blocking, method=method)
         # A retried method's hot path: the first attempt as any call's, then the retry

@@ -59,6 +59,7 @@ class Execution:
     metadata: dict[str, str | bytes]
     requests: list[bytes] = field(default_factory=list)
     cancelled: bool = False
+    answered: bool = False
 
 
 class ScriptedServer:
@@ -108,16 +109,21 @@ class ScriptedServer:
         with self._lock:
             self.executions.append(execution)
             step = self._script.pop(0) if self._script else self.default
-        context.add_callback(lambda: setattr(execution, "cancelled", not context.is_active()))
+        # Ended before the handler answered: cancelled (by the client, or its deadline).
+        context.add_callback(lambda: setattr(execution, "cancelled", not execution.answered))
         if step.delay:
-            self._stopping.wait(step.delay)
+            end = time.monotonic() + step.delay
+            while context.is_active() and not self._stopping.wait(min(0.01, step.delay)):
+                if time.monotonic() >= end:
+                    break
         if step.hang:
             while context.is_active() and not self._stopping.wait(0.01):
                 pass
         return step, execution
 
     @staticmethod
-    def _end(step: Step, context: grpc.ServicerContext) -> None:
+    def _end(step: Step, execution: Execution, context: grpc.ServicerContext) -> None:
+        execution.answered = context.is_active()
         if step.trailers:
             context.set_trailing_metadata(step.trailers)
         if step.code is not None:
@@ -126,7 +132,7 @@ class ScriptedServer:
     def _unary(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         step, execution = self._begin(UNARY, context)
         execution.requests.append(request)
-        self._end(step, context)
+        self._end(step, execution, context)
         return request
 
     def _server_stream(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -134,13 +140,13 @@ class ScriptedServer:
         execution.requests.append(request)
         for index in range(step.replies):
             yield request + b"#%d" % index
-        self._end(step, context)
+        self._end(step, execution, context)
 
     def _client_stream(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
         step, execution = self._begin(CLIENT_STREAM, context)
         for request in requests:
             execution.requests.append(request)
-        self._end(step, context)
+        self._end(step, execution, context)
         return b",".join(execution.requests)
 
     def _bidi(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -149,14 +155,14 @@ class ScriptedServer:
             execution.requests.append(request)
         for index in range(step.replies):
             yield b"%d" % index
-        self._end(step, context)
+        self._end(step, execution, context)
 
     def stop(self) -> None:
         """Stop serving and end the worker threads (idle workers would otherwise live
         until the server object is collected, past the tests' thread-leak check)."""
         self._stopping.set()
         self._server.stop(0).wait(5)
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True)  # its worker threads end with the server
 
     def __enter__(self) -> ScriptedServer:
         return self
