@@ -7,6 +7,14 @@ balancing step is the terminal-most one inside a :class:`resilientrpc.ResilientC
 from __future__ import annotations
 
 from interceptors.balancing import BalancingInterceptor
-from interceptors.details import AttemptDetails, CallDetails
+from interceptors.details import AttemptDetails, AttemptRecord, CallDetails, RetryCallDetails
+from interceptors.retry import RetryInterceptor
 
-__all__ = ["AttemptDetails", "BalancingInterceptor", "CallDetails"]
+__all__ = [
+    "AttemptDetails",
+    "AttemptRecord",
+    "BalancingInterceptor",
+    "CallDetails",
+    "RetryCallDetails",
+    "RetryInterceptor",
+]

@@ -55,7 +55,14 @@ from resilientrpc.retry import (
     with_previous_attempts,
 )
 
-__all__ = ["CallLater", "RetriedRpcError", "RetryInterceptor", "budgets_for"]
+__all__ = [
+    "CallLater",
+    "RetriedRpcError",
+    "RetryInterceptor",
+    "attempt_of",
+    "budgets_for",
+    "message_size",
+]
 
 #: Schedules ``function`` after ``delay`` seconds (thread-safe); returns its cancel.
 CallLater = Callable[[float, Callable[[], None]], Callable[[], None]]
@@ -183,7 +190,7 @@ _timers = _SharedTimers()
 # --------------------------------------------------------------------- the interceptor
 
 
-def _attempt_of(call: Any, record: AttemptRecord, binding: bool, request: Any = None) -> Attempt:
+def attempt_of(call: Any, record: AttemptRecord, binding: bool, request: Any = None) -> Attempt:
     """The :class:`Attempt` a finished call (or error) came to.
 
     ``request`` is the call's request; a :class:`ReplayBuffer` that outgrew its limit
@@ -436,7 +443,7 @@ class RetryInterceptor(
         record: AttemptRecord,
         binding: bool,
     ) -> Any:
-        attempt = _attempt_of(call, record, binding, request)
+        attempt = attempt_of(call, record, binding, request)
         budgets = self.budgets
         if attempt.code is _OK:
             if budgets:
@@ -456,7 +463,7 @@ class RetryInterceptor(
             call = self._send(
                 continuation, details, request, record, timeout, wait_for_ready, run.previous
             )
-            attempt = _attempt_of(call, record, binding, request)
+            attempt = attempt_of(call, record, binding, request)
 
     # -- the interceptor hooks ------------------------------------------------------------
     def intercept_unary_unary(
@@ -560,7 +567,7 @@ class ReplayBuffer:
                         self._exhausted = True
                         return
                     if not self.committed:
-                        size = _message_size(item)
+                        size = message_size(item)
                         self._size += size
                         if self._size > self._limit:
                             self.committed = True
@@ -571,7 +578,7 @@ class ReplayBuffer:
             yield item
 
 
-def _message_size(message: Any) -> int:
+def message_size(message: Any) -> int:
     """Bytes a request takes in the replay buffer: serialized length when known."""
     if isinstance(message, (bytes, bytearray, memoryview)):
         return len(message)
@@ -631,7 +638,7 @@ class _FutureRetry:
     def _done(self, record: AttemptRecord, binding: bool, call: Any) -> None:
         if self.pending.cancelled():
             return
-        attempt = _attempt_of(call, record, binding, self._request)
+        attempt = attempt_of(call, record, binding, self._request)
         run = self._run
         if run is None:
             if attempt.code is _OK:
@@ -810,7 +817,7 @@ class _Hedged:
         with self._lock:
             if self._over:
                 return
-            attempt = _attempt_of(call, record, False)
+            attempt = attempt_of(call, record, False)
             if attempt.code is _OK and self._window is not None:
                 self._window.add(self._owner._clock() - started)
             action = self._run.on_answer(attempt)
@@ -840,7 +847,7 @@ class _Hedged:
             calls = [c for c in self._calls if c.done()]
             if not calls:
                 return
-            last = _attempt_of(calls[-1], AttemptRecord(), False)
+            last = attempt_of(calls[-1], AttemptRecord(), False)
         if last.code is _OK:
             self._finish(last.result, last.result)
             return
@@ -925,7 +932,7 @@ class RetryingStream(grpc.Call, grpc.Future):
                 return
             except grpc.RpcError:
                 pass
-            attempt = _attempt_of(call, self._record, self._binding, self._request)
+            attempt = attempt_of(call, self._record, self._binding, self._request)
             run = self._run
             if run is None:
                 self._retryable_first = (

@@ -8,5 +8,6 @@ interceptors=[...])``. The balancing step is the terminal-most one inside a
 from __future__ import annotations
 
 from interceptors.aio.balancing import BalancingInterceptor, FinishedCall
+from interceptors.aio.retry import RetryInterceptor
 
-__all__ = ["BalancingInterceptor", "FinishedCall"]
+__all__ = ["BalancingInterceptor", "FinishedCall", "RetryInterceptor"]

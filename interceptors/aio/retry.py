@@ -35,7 +35,7 @@ import grpc.aio
 from interceptors.aio.balancing import FinishedCall
 from interceptors.details import AttemptRecord, RetryCallDetails
 from interceptors.retry import RetryInterceptor as SyncRetryInterceptor
-from interceptors.retry import _attempt_of, _message_size
+from interceptors.retry import attempt_of, message_size
 from resilientrpc.retry import (
     DEFAULT_BUFFER_LIMIT,
     Attempt,
@@ -91,7 +91,7 @@ async def _finish(call: Any) -> None:
 def _outcome(call: Any, record: AttemptRecord, binding: bool, request: Any) -> Attempt:
     """The :class:`Attempt` a finished call (or the error its send raised) came to."""
     finished = call if isinstance(call, grpc.aio.AioRpcError) else FinishedCall(call)
-    attempt = _attempt_of(finished, record, binding)
+    attempt = attempt_of(finished, record, binding)
     attempt.result = call
     attempt.committed = isinstance(request, AsyncReplayBuffer) and request.committed
     return attempt
@@ -559,7 +559,7 @@ class AsyncReplayBuffer:
                 if generation != self._generation:
                     return
                 if not self.committed:
-                    self._size += _message_size(item)
+                    self._size += message_size(item)
                     if self._size > self._limit:
                         self.committed = True
                         self._kept.clear()
