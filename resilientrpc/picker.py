@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from typing import NamedTuple
 
@@ -26,6 +26,7 @@ __all__ = [
     "PickResult",
     "Picker",
     "Status",
+    "Tried",
     "Wait",
     "aggregate_state",
     "deadline_status",
@@ -40,6 +41,25 @@ __all__ = [
 Metadata = Sequence[tuple[str, str | bytes]]
 #: A strategy's choice function over one snapshot: metadata in, endpoint (or None) out.
 Chooser = Callable[[Metadata | None], Endpoint | None]
+
+
+class Tried(frozenset[str]):
+    """The addresses a call's earlier attempts went to, and among them ``unreachable``:
+    those whose attempt never even reached a server (connection refused).
+
+    A retry avoids all of them while another endpoint is available; once every endpoint
+    has been tried it still avoids the unreachable ones while it can.
+
+    >>> sorted(Tried({"a", "b"}, unreachable={"a"})), sorted(Tried({"a"}).unreachable)
+    (['a', 'b'], [])
+    """
+
+    unreachable: frozenset[str]
+
+    def __new__(cls, addresses: Iterable[str] = (), unreachable: Iterable[str] = ()) -> Tried:
+        tried = super().__new__(cls, addresses)
+        tried.unreachable = frozenset(unreachable)
+        return tried
 
 
 class PickResult(NamedTuple):
@@ -97,7 +117,17 @@ class Picker:
         """
         untried = [e for e in self.endpoints if e.address not in tried]
         if not untried:
-            return self.pick(metadata)
+            unreachable = getattr(tried, "unreachable", None)
+            if not unreachable:
+                return self.pick(metadata)
+            # Every endpoint tried: go back to one that at least answered.
+            reachable = [e for e in self.endpoints if e.address not in unreachable]
+            if not reachable:
+                return self.pick(metadata)
+            choice = self._choose(metadata)
+            if choice is None or choice.address in unreachable:
+                choice = random.choice(reachable)
+            return PickResult(choice, choice.begin(), choice.record)
         failover = self.failover
         endpoint: Endpoint | None = None
         if failover == "ordered":

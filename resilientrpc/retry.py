@@ -48,6 +48,7 @@ import grpc
 import tenacity
 
 from resilientrpc.config import HedgingPolicy, RetryPolicy
+from resilientrpc.picker import Tried
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -493,6 +494,7 @@ class RetryRun:
         self.attempts = 0  # counted against maxAttempts
         self.transparent = 0
         self.tried: list[_Tried] = []
+        self._unreachable: set[str] = set()
         self.final: Attempt | None = None
         self.reason = ""
         self._backoff_retry = 1
@@ -567,6 +569,8 @@ class RetryRun:
     # the driver's side ----------------------------------------------------------------
     def _record(self, attempt: Attempt) -> None:
         transparent = attempt.can_fail_over and never_reached_server(attempt.code, attempt.details)
+        if transparent and attempt.address is not None:
+            self._unreachable.add(attempt.address)
         if not (transparent and self.transparent < MAX_TRANSPARENT_RETRIES):
             self.attempts += 1
         self.tried.append(_Tried(attempt.address, attempt.code))
@@ -623,8 +627,9 @@ class RetryRun:
         return capped(left, self.policy.per_attempt_recv_timeout)
 
     @property
-    def tried_addresses(self) -> frozenset[str]:
-        return frozenset(t.address for t in self.tried if t.address is not None)
+    def tried_addresses(self) -> Tried:
+        """Where the attempts so far went (and which of those never reached a server)."""
+        return Tried((t.address for t in self.tried if t.address is not None), self._unreachable)
 
     def annotate(self, details: str | None) -> str:
         return annotated_details(details, self.tried, self.reason)

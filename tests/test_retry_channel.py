@@ -8,6 +8,7 @@ that failover did not move would go to the first backend again.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeAlias
@@ -331,3 +332,39 @@ def test_a_standalone_interceptor_retries_on_a_plain_channel(servers: Any) -> No
         assert server.count == 6
     finally:
         plain.close()
+
+
+# -- transparent retry --------------------------------------------------------------------
+
+
+def test_an_attempt_that_never_reached_a_server_is_resent_at_once_outside_max_attempts(
+    servers: Callable[..., list[ScriptedServer]], channel: Callable[..., ResilientChannel]
+) -> None:
+    """A backend that went away after the balancer last saw it: its attempt never left the
+    client ("failed to connect to all addresses"), so it is resent elsewhere at once even
+    though UNAVAILABLE is not retryable here, and it does not count against maxAttempts.
+
+    The balancer must not learn of the loss before the call picks the dead backend, so the
+    channel's background loop (where connectivity changes are applied) is held busy while
+    the backend stops and the call is made; grpc's own call connection notices meanwhile.
+    """
+    first, second = servers(Step(), Step())
+    resilient = channel([first, second], retry_config(max_attempts=2, codes=["INTERNAL"]))
+    second.script(fail(Code.INTERNAL))  # the one counted attempt fails, the retry succeeds
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        held.set()
+        release.wait(5)
+
+    resilient._loop.call_later(0, hold)  # the balancer's loop: no picker change meanwhile
+    try:
+        assert held.wait(5)
+        first.stop()
+        time.sleep(0.3)  # grpc's sync channel sees the connection go
+        answer = resilient.unary_unary(UNARY)(b"req", timeout=5)
+    finally:
+        release.set()
+    assert answer == b"req"
+    assert first.count == 0  # nothing reached the stopped backend
+    assert second.count == 2  # INTERNAL, then the retry: maxAttempts 2 were both for it
