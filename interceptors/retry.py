@@ -449,7 +449,14 @@ class RetryInterceptor(
             if budgets:
                 budgets.record(_OK, False)
             return call
-        run = RetryRun(policy, budgets, deadline=deadline, clock=self._clock, events=self._events)
+        run = RetryRun(
+            policy,
+            budgets,
+            deadline=deadline,
+            clock=self._clock,
+            events=self._events,
+            method=details.method,
+        )
         retryable_first = attempt.code in policy.retryable_status_codes or attempt.timed_out
         while True:
             delay = run.step(attempt)
@@ -656,6 +663,7 @@ class _FutureRetry:
                 deadline=self._deadline,
                 clock=owner._clock,
                 events=owner._events,
+                method=self._details.method,
             )
         delay = run.step(attempt)
         if delay is None:
@@ -766,7 +774,7 @@ class _Hedged:
         previous = run.sent
         run.on_send()
         if previous:
-            self._owner._emit(RetryEvent("hedge", previous + 1))
+            self._owner._emit(RetryEvent("hedge", previous + 1, method=self._details.method))
         record = AttemptRecord(frozenset(self._addresses))
         left = None if self._deadline is None else max(self._deadline - self._owner._clock(), 0.0)
         started = self._owner._clock()
@@ -945,6 +953,7 @@ class RetryingStream(grpc.Call, grpc.Future):
                     deadline=self._deadline,
                     clock=owner._clock,
                     events=owner._events,
+                    method=self._details.method,
                 )
             delay = run.step(attempt)
             if delay is None:

@@ -32,7 +32,12 @@ from resilientrpc._calls import (
     guarded,
 )
 from resilientrpc._core import ChannelCore
-from resilientrpc._event_listeners import EventCallback, EventListeners
+from resilientrpc._event_listeners import (
+    EventCallback,
+    EventListeners,
+    RetryCallback,
+    RetryListeners,
+)
 from resilientrpc._loop import CallbackThread, LoopThread
 from resilientrpc._methods import (
     EndpointTransport,
@@ -458,11 +463,14 @@ class ResilientChannel(grpc.Channel):
         self._interceptors: list[Any] = [balancing]
         # Per-method retries and hedging (methodConfig), above the balancing step; its
         # timers run on the background loop.
+        self._event_listeners = EventListeners(self._callbacks.submit)
+        self._retry_listeners = RetryListeners(self._callbacks.submit)
         self._retry = RetryInterceptor(
             core.config,
             call_later=self._loop.call_later,
             clock=clock,
             buffer_limit=core.options.retry_buffer_limit,
+            events=self._retry_listeners.on_event,
         )
         # Futures and streams must not block their caller: their chains end in the
         # deferring twin of the balancing step.
@@ -475,7 +483,6 @@ class ResilientChannel(grpc.Channel):
         self._close_lock = threading.Lock()
         self._close_done = threading.Event()
         self._balancer.add_listener(self._subscriptions.on_picker)
-        self._event_listeners = EventListeners(self._callbacks.submit)
         self._balancer.add_event_listener(self._event_listeners.on_event)
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and this stops its work.
@@ -591,6 +598,20 @@ class ResilientChannel(grpc.Channel):
     def remove_event_listener(self, callback: EventCallback) -> None:
         """Stop calling ``callback`` (added with :meth:`add_event_listener`)."""
         self._event_listeners.remove(callback)
+
+    def add_retry_listener(self, callback: RetryCallback) -> None:
+        """Call ``callback(event)`` with what the retry step does for every call.
+
+        Each :class:`~resilientrpc.retry.RetryEvent` says what happened (``retry`` with its
+        delay, ``transparent``, ``hedge``, ``refused`` by a budget, ``stopped``), to which
+        method, attempt and endpoint, and why. Delivered like :meth:`add_event_listener`'s
+        events, also as debug lines on ``resilientrpc.events``.
+        """
+        self._retry_listeners.add(callback)
+
+    def remove_retry_listener(self, callback: RetryCallback) -> None:
+        """Stop calling ``callback`` (added with :meth:`add_retry_listener`)."""
+        self._retry_listeners.remove(callback)
 
     # -- status and lifetime ------------------------------------------------------------
     def endpoints(self) -> list[EndpointStatus]:

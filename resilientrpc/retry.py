@@ -32,6 +32,7 @@ grpc facts this relies on, probed with grpcio 1.85.3 (sync and asyncio):
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import math
@@ -433,6 +434,7 @@ class RetryEvent:
     address: str | None = None
     delay: float = 0.0
     reason: str = ""
+    method: str = ""
 
 
 EventSink = Callable[[RetryEvent], None]
@@ -484,8 +486,10 @@ class RetryRun:
         rng: Callable[[], float] = random.random,
         events: EventSink | None = None,
         asynchronous: bool = False,
+        method: str = "",
     ) -> None:
         self.policy = policy
+        self.method = method
         self.budgets = budgets
         self.deadline = deadline
         self.clock = clock
@@ -562,7 +566,7 @@ class RetryRun:
     def _emit(self, event: RetryEvent) -> None:
         if self.events is not None:
             try:
-                self.events(event)
+                self.events(dataclasses.replace(event, method=self.method))
             except Exception:
                 _log.exception("retry event listener %r raised", self.events)
 

@@ -19,6 +19,7 @@ import grpc.aio
 
 import resilientrpc.aio
 from interceptors.aio.retry import RetryInterceptor
+from resilientrpc.retry import RetryEvent
 from tests.retry_servers import (
     CLIENT_STREAM,
     SERVER_STREAM,
@@ -320,3 +321,25 @@ def test_close_ends_a_call_waiting_to_retry_with_cancelled() -> None:
         assert code is grpc.StatusCode.CANCELLED
         assert details == "channel closed"
         assert elapsed < 1.0
+
+
+def test_retry_listeners_hear_each_retry_and_the_budget_refusal() -> None:
+    throttled = config(retryThrottling={"maxTokens": 3, "tokenRatio": 0.1})
+    with serve(default=fail()) as a, serve(default=fail()) as b:
+
+        async def scenario() -> tuple[list[RetryEvent], str]:
+            heard: list[RetryEvent] = []
+            async with await ready([a, b], throttled) as channel:
+                channel.add_retry_listener(heard.append)
+                details = (await failure(unary(channel)))[1]
+                for _ in range(100):  # delivered with call_soon: let the loop run them
+                    if len(heard) >= 3:
+                        break
+                    await asyncio.sleep(0.01)
+                return heard, details
+
+        heard, details = run(scenario())
+        assert [e.kind for e in heard] == ["retry", "refused", "stopped"], heard
+        assert heard[0].method == UNARY and heard[0].code is UNAVAILABLE
+        assert heard[0].address in (a.address, b.address)
+        assert heard[1].reason.startswith("retries throttled") and heard[1].reason in details

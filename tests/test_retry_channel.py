@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 
 from interceptors.retry import RetryInterceptor
 from resilientrpc import ResilientChannel
+from resilientrpc.retry import RetryEvent
 from tests.retry_servers import (
     BIDI,
     CLIENT_STREAM,
@@ -368,3 +369,32 @@ def test_an_attempt_that_never_reached_a_server_is_resent_at_once_outside_max_at
     assert answer == b"req"
     assert first.count == 0  # nothing reached the stopped backend
     assert second.count == 2  # INTERNAL, then the retry: maxAttempts 2 were both for it
+
+
+def test_retry_listeners_hear_each_retry_and_the_budget_refusal(servers: Any, channel: Any) -> None:
+    """What the retry step did reaches ``add_retry_listener`` as structured events: the
+    retry (attempt, code, endpoint, delay), then the throttle's refusal with its reason."""
+    a, b = servers(fail(), fail())
+    config = retry_config(max_attempts=3, retryThrottling={"maxTokens": 3, "tokenRatio": 0.1})
+    ch = channel([a, b], config)
+    heard: list[RetryEvent] = []
+    done = threading.Event()
+
+    def listen(event: RetryEvent) -> None:
+        heard.append(event)
+        if event.kind == "refused":
+            done.set()
+
+    ch.add_retry_listener(listen)
+    error = _unary(ch, "blocking")  # 3 tokens: the first failure leaves 2 (> 1.5), the second 1
+    assert done.wait(2), heard
+    kinds = [e.kind for e in heard]
+    assert kinds == ["retry", "refused", "stopped"], heard
+    retry, refused, _stopped = heard
+    assert retry.method == UNARY and retry.attempt == 1 and retry.code is Code.UNAVAILABLE
+    assert retry.address == a.address and 0 <= retry.delay <= 0.01
+    assert refused.reason.startswith("retries throttled") and refused.reason in error.details()
+    ch.remove_retry_listener(listen)
+    _unary(ch, "blocking")
+    time.sleep(0.1)
+    assert len(heard) == 3

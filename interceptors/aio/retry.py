@@ -313,6 +313,7 @@ class RetryInterceptor(
             clock=self._clock,
             events=self._events,
             asynchronous=True,
+            method=details.method,
         )
         retryable_first = attempt.code in policy.retryable_status_codes or attempt.timed_out
         while True:
@@ -354,7 +355,7 @@ class RetryInterceptor(
             previous = run.sent
             run.on_send()
             if previous:
-                self.rules._emit(RetryEvent("hedge", previous + 1))
+                self.rules._emit(RetryEvent("hedge", previous + 1, method=details.method))
             record = AttemptRecord(frozenset(addresses))
             left = None if deadline is None else max(deadline - clock(), 0.0)
             started = clock()
@@ -453,6 +454,7 @@ class RetryInterceptor(
                     clock=self._clock,
                     events=self._events,
                     asynchronous=True,
+                    method=details.method,
                 )
             delay = await run.astep(attempt)
             if delay is None:

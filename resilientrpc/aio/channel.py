@@ -31,7 +31,12 @@ from interceptors.aio.retry import RetryInterceptor, watch_first
 from interceptors.details import AttemptDetails, AttemptRecord
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
-from resilientrpc._event_listeners import EventCallback, EventListeners
+from resilientrpc._event_listeners import (
+    EventCallback,
+    EventListeners,
+    RetryCallback,
+    RetryListeners,
+)
 from resilientrpc._methods import (
     EndpointTransport,
     Invoke,
@@ -411,8 +416,13 @@ class ResilientChannel(grpc.aio.Channel):
         )
         self._interceptors: list[Any] = [balancing]
         # Per-method retries and hedging (methodConfig), above the balancing step.
+        self._event_listeners = EventListeners(_call_soon)
+        self._retry_listeners = RetryListeners(_call_soon)
         self._retry = RetryInterceptor(
-            core.config, clock=clock, buffer_limit=core.options.retry_buffer_limit
+            core.config,
+            clock=clock,
+            buffer_limit=core.options.retry_buffer_limit,
+            events=self._retry_listeners.on_event,
         )
         # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
         self._tracer_provider = tracer_provider
@@ -427,7 +437,6 @@ class ResilientChannel(grpc.aio.Channel):
             health_check=core.config.health_check,
             outliers=core.config.effective_outlier_detection,
         )
-        self._event_listeners = EventListeners(_call_soon)
         self._balancer.add_event_listener(self._event_listeners.on_event)
         self._started = False
         self._closed = False
@@ -580,6 +589,20 @@ class ResilientChannel(grpc.aio.Channel):
     def remove_event_listener(self, callback: EventCallback) -> None:
         """Stop calling ``callback`` (added with :meth:`add_event_listener`)."""
         self._event_listeners.remove(callback)
+
+    def add_retry_listener(self, callback: RetryCallback) -> None:
+        """Call ``callback(event)`` with what the retry step does for every call.
+
+        Each :class:`~resilientrpc.retry.RetryEvent` says what happened (``retry`` with its
+        delay, ``transparent``, ``hedge``, ``refused`` by a budget, ``stopped``), to which
+        method, attempt and endpoint, and why. Delivered like :meth:`add_event_listener`'s
+        events, also as debug lines on ``resilientrpc.events``.
+        """
+        self._retry_listeners.add(callback)
+
+    def remove_retry_listener(self, callback: RetryCallback) -> None:
+        """Stop calling ``callback`` (added with :meth:`add_retry_listener`)."""
+        self._retry_listeners.remove(callback)
 
     # -- status and lifetime ------------------------------------------------------------
     def endpoints(self) -> list[EndpointStatus]:
