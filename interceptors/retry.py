@@ -62,6 +62,7 @@ __all__ = [
     "attempt_of",
     "budgets_for",
     "message_size",
+    "retry_details",
 ]
 
 #: Schedules ``function`` after ``delay`` seconds (thread-safe); returns its cancel.
@@ -188,6 +189,31 @@ _timers = _SharedTimers()
 
 
 # --------------------------------------------------------------------- the interceptor
+
+
+def retry_details(
+    details: Any,
+    record: AttemptRecord,
+    timeout: float | None,
+    wait_for_ready: bool | None,
+    previous: int,
+    metadata_type: Callable[..., Any] = tuple,
+) -> RetryCallDetails:
+    """The details of one attempt: the call's, with this attempt's timeout, its record, and
+    (on a retry) the previous-attempts header in metadata of ``metadata_type``."""
+    metadata = details.metadata
+    if previous:
+        pairs = with_previous_attempts(metadata, previous)
+        metadata = pairs if metadata_type is tuple else metadata_type(*pairs)
+    return RetryCallDetails(
+        details.method,
+        timeout,
+        metadata,
+        details.credentials,
+        wait_for_ready,
+        getattr(details, "compression", None),
+        record,
+    )
 
 
 def attempt_of(call: Any, record: AttemptRecord, binding: bool, request: Any = None) -> Attempt:
@@ -326,20 +352,7 @@ class RetryInterceptor(
         previous: int,
     ) -> Any:
         """Send one attempt down the chain; a raised grpc error becomes the attempt's call."""
-        metadata = (
-            details.metadata
-            if previous == 0
-            else with_previous_attempts(details.metadata, previous)
-        )
-        attempt_details = RetryCallDetails(
-            details.method,
-            timeout,
-            metadata,
-            details.credentials,
-            wait_for_ready,
-            details.compression,
-            record,
-        )
+        attempt_details = retry_details(details, record, timeout, wait_for_ready, previous)
         try:
             return continuation(attempt_details, request)
         except grpc.RpcError as error:
@@ -596,8 +609,8 @@ def message_size(message: Any) -> int:
 # ------------------------------------------------------------------ future-driven retry
 
 
-class _FutureRetry:
-    """A unary call's retries driven by its attempts' done callbacks and a timer."""
+class _CallRetries:
+    """One call's retries, whoever drives them: what it was asked, and its RetryRun."""
 
     def __init__(
         self,
@@ -618,10 +631,53 @@ class _FutureRetry:
         self._wait_for_ready = wait_for_ready
         self._run: RetryRun | None = None
         self._retryable_first = False
+
+    def _run_after(self, attempt: Attempt) -> RetryRun:
+        """The call's RetryRun, built at its first failure (``attempt``)."""
+        run = self._run
+        if run is None:
+            policy = self._policy
+            self._retryable_first = attempt.code in policy.retryable_status_codes or (
+                attempt.timed_out
+            )
+            owner = self._owner
+            run = self._run = RetryRun(
+                policy,
+                owner.budgets,
+                deadline=self._deadline,
+                clock=owner._clock,
+                events=owner._events,
+                method=self._details.method,
+            )
+        return run
+
+    def _send_next(self, run: RetryRun) -> tuple[Any, AttemptRecord, bool]:
+        """Send the next attempt: its call, its record, whether its own timeout binds."""
+        owner = self._owner
+        record = AttemptRecord(run.tried_addresses)
+        timeout, binding = owner._attempt_timeout(self._deadline, self._policy)
+        call = owner._send(
+            self._continuation,
+            self._details,
+            self._request,
+            record,
+            timeout,
+            self._wait_for_ready,
+            run.previous,
+        )
+        return call, record, binding
+
+
+class _FutureRetry(_CallRetries):
+    """A unary call's retries driven by its attempts' done callbacks and a timer."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        owner = self._owner
         self._lock = threading.Lock()
         self._current: Any = None
         self._cancel_timer: Callable[[], None] | None = None
-        self.pending = PendingCall(deadline, owner._clock)
+        self.pending = PendingCall(self._deadline, owner._clock)
         self.pending.withdraw = self._withdraw
 
     def start(self, call: Any, record: AttemptRecord, binding: bool) -> PendingCall:
@@ -646,25 +702,12 @@ class _FutureRetry:
         if self.pending.cancelled():
             return
         attempt = attempt_of(call, record, binding, self._request)
-        run = self._run
-        if run is None:
-            if attempt.code is _OK:
-                if self._owner.budgets:
-                    self._owner.budgets.record(_OK, False)
-                self.pending.settle(call)
-                return
-            self._retryable_first = (
-                attempt.code in self._policy.retryable_status_codes or attempt.timed_out
-            )
-            owner = self._owner
-            run = self._run = RetryRun(
-                self._policy,
-                owner.budgets,
-                deadline=self._deadline,
-                clock=owner._clock,
-                events=owner._events,
-                method=self._details.method,
-            )
+        if self._run is None and attempt.code is _OK:
+            if self._owner.budgets:
+                self._owner.budgets.record(_OK, False)
+            self.pending.settle(call)
+            return
+        run = self._run_after(attempt)
         delay = run.step(attempt)
         if delay is None:
             assert run.final is not None
@@ -693,18 +736,7 @@ class _FutureRetry:
             return
         run = self._run
         assert run is not None
-        owner = self._owner
-        record = AttemptRecord(run.tried_addresses)
-        timeout, binding = owner._attempt_timeout(self._deadline, self._policy)
-        call = owner._send(
-            self._continuation,
-            self._details,
-            self._request,
-            record,
-            timeout,
-            self._wait_for_ready,
-            run.previous,
-        )
+        call, record, binding = self._send_next(run)
         self._watch(call, record, binding)
 
 
@@ -887,7 +919,7 @@ class _Hedged:
 # ------------------------------------------------------------------------ response streams
 
 
-class RetryingStream(grpc.Call, grpc.Future):
+class RetryingStream(_CallRetries, grpc.Call, grpc.Future):
     """A response stream retried until its first message arrives, then committed.
 
     Attempts are made in the thread that reads (or asks for the status), as a blocking
@@ -895,35 +927,24 @@ class RetryingStream(grpc.Call, grpc.Future):
     request stream outgrew its replay buffer, the current attempt is the call.
     """
 
-    def __init__(
-        self,
-        owner: RetryInterceptor,
-        continuation: Callable[[Any, Any], Any],
-        details: Any,
-        request: Any,
-        policy: RetryPolicy,
-        deadline: float | None,
-        wait_for_ready: bool | None,
-    ) -> None:
-        self._owner = owner
-        self._continuation = continuation
-        self._details = details
-        self._request = request
-        self._policy = policy
-        self._deadline = deadline
-        self._wait_for_ready = wait_for_ready
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
         self._lock = threading.RLock()
-        self._run: RetryRun | None = None
-        self._retryable_first = False
         self._committed = False
         self._first: Any = _NOTHING
         self._final_error: Any = None
         self._cancelled = False
         self._callbacks: list[Callable[[Any], None]] = []
         self._record = AttemptRecord()
-        timeout, self._binding = owner._attempt_timeout(deadline, policy)
-        self._call = owner._send(
-            continuation, details, request, self._record, timeout, wait_for_ready, 0
+        timeout, self._binding = self._owner._attempt_timeout(self._deadline, self._policy)
+        self._call = self._owner._send(
+            self._continuation,
+            self._details,
+            self._request,
+            self._record,
+            timeout,
+            self._wait_for_ready,
+            0,
         )
 
     # the retrying core: called with the lock held
@@ -941,20 +962,7 @@ class RetryingStream(grpc.Call, grpc.Future):
             except grpc.RpcError:
                 pass
             attempt = attempt_of(call, self._record, self._binding, self._request)
-            run = self._run
-            if run is None:
-                self._retryable_first = (
-                    attempt.code in self._policy.retryable_status_codes or attempt.timed_out
-                )
-                owner = self._owner
-                run = self._run = RetryRun(
-                    self._policy,
-                    owner.budgets,
-                    deadline=self._deadline,
-                    clock=owner._clock,
-                    events=owner._events,
-                    method=self._details.method,
-                )
+            run = self._run_after(attempt)
             delay = run.step(attempt)
             if delay is None:
                 assert run.final is not None
@@ -966,17 +974,7 @@ class RetryingStream(grpc.Call, grpc.Future):
                 return
             if delay > 0:
                 time.sleep(delay)
-            self._record = AttemptRecord(run.tried_addresses)
-            timeout, self._binding = self._owner._attempt_timeout(self._deadline, self._policy)
-            self._call = self._owner._send(
-                self._continuation,
-                self._details,
-                self._request,
-                self._record,
-                timeout,
-                self._wait_for_ready,
-                run.previous,
-            )
+            self._call, self._record, self._binding = self._send_next(run)
 
     def _settled(self) -> Any:
         with self._lock:

@@ -35,7 +35,7 @@ import grpc.aio
 from interceptors.aio.balancing import FinishedCall
 from interceptors.details import AttemptRecord, RetryCallDetails
 from interceptors.retry import RetryInterceptor as SyncRetryInterceptor
-from interceptors.retry import attempt_of, message_size
+from interceptors.retry import attempt_of, message_size, retry_details
 from resilientrpc.retry import (
     DEFAULT_BUFFER_LIMIT,
     Attempt,
@@ -45,7 +45,6 @@ from resilientrpc.retry import (
     HedgeRun,
     RetryEvent,
     RetryRun,
-    with_previous_attempts,
 )
 
 __all__ = ["AsyncReplayBuffer", "RetryInterceptor", "watch_first"]
@@ -209,19 +208,8 @@ class RetryInterceptor(
         previous: int,
     ) -> Any:
         """Send one attempt down the chain; an AioRpcError raised is the attempt's end."""
-        metadata = (
-            details.metadata
-            if previous == 0
-            else grpc.aio.Metadata(*with_previous_attempts(details.metadata, previous))
-        )
-        attempt_details = RetryCallDetails(
-            details.method,
-            timeout,
-            metadata,
-            details.credentials,
-            wait_for_ready,
-            getattr(details, "compression", None),
-            record,
+        attempt_details = retry_details(
+            details, record, timeout, wait_for_ready, previous, grpc.aio.Metadata
         )
         sent = request.replay() if isinstance(request, AsyncReplayBuffer) else request
         try:
