@@ -512,7 +512,8 @@ class AsyncReplayBuffer:
 
     The asyncio twin of :class:`interceptors.retry.ReplayBuffer`: messages are kept as the
     first reader pulls them; a later attempt replays them, then goes on pulling. Once the
-    kept messages outgrow ``limit`` bytes the call is :attr:`committed`.
+    kept messages outgrow ``limit`` bytes the call is :attr:`committed`. An iterator that
+    raises commits the call too: a retry must not send its requests cut short.
     """
 
     def __init__(self, source: Any, limit: int) -> None:
@@ -526,6 +527,7 @@ class AsyncReplayBuffer:
         self._kept: list[Any] = []
         self._size = 0
         self._exhausted = False
+        self._failed = False
         self._generation = 0
         self.committed = False
 
@@ -551,11 +553,17 @@ class AsyncReplayBuffer:
             elif self._exhausted:
                 return
             else:
+                if self._failed:
+                    raise RuntimeError("the request iterator raised in an earlier attempt")
                 try:
                     item = await self._pull()
                 except StopAsyncIteration:
                     self._exhausted = True
                     return
+                except BaseException:
+                    self._failed = self.committed = True
+                    self._kept.clear()
+                    raise
                 if generation != self._generation:
                     return
                 if not self.committed:
