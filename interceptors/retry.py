@@ -553,7 +553,32 @@ def _replaying_send(
 # ------------------------------------------------------------------ request replay
 
 
-class ReplayBuffer:
+class KeptRequests:
+    """The kept part of a replayed request stream (shared by both twins' buffers)."""
+
+    _kept: list[Any]
+    _size: int
+    _limit: int
+    _failed: bool
+    committed: bool
+
+    def _keep(self, item: Any) -> None:
+        """Keep ``item`` for replay, or commit the call once the kept outgrow the limit."""
+        if not self.committed:
+            self._size += message_size(item)
+            if self._size > self._limit:
+                self.committed = True
+                self._kept.clear()
+            else:
+                self._kept.append(item)
+
+    def _source_failed(self) -> None:
+        """The caller's iterator raised: commit, so no attempt resends it cut short."""
+        self._failed = self.committed = True
+        self._kept.clear()
+
+
+class ReplayBuffer(KeptRequests):
     """A request stream that each attempt reads from the start (A6's retry buffer).
 
     Messages are kept as the first reader pulls them from the caller's iterator; a later
@@ -624,17 +649,10 @@ class ReplayBuffer:
                 return _NOTHING
             except BaseException:
                 with self._lock:
-                    self._failed = self.committed = True
-                    self._kept.clear()
+                    self._source_failed()
                 raise
             with self._lock:
-                if not self.committed:
-                    self._size += message_size(item)
-                    if self._size > self._limit:
-                        self.committed = True
-                        self._kept.clear()
-                    else:
-                        self._kept.append(item)
+                self._keep(item)
                 if generation != self._generation:
                     return _NOTHING  # kept: the newer attempt's reader replays it
             return item

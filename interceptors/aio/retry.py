@@ -34,8 +34,8 @@ import grpc.aio
 
 from interceptors.aio.balancing import FinishedCall
 from interceptors.details import AttemptRecord, RetryCallDetails
+from interceptors.retry import KeptRequests, attempt_of
 from interceptors.retry import RetryInterceptor as SyncRetryInterceptor
-from interceptors.retry import attempt_of, message_size
 from resilientrpc.retry import (
     DEFAULT_BUFFER_LIMIT,
     Attempt,
@@ -507,7 +507,7 @@ async def _first_message(call: Any) -> Any:
 # ------------------------------------------------------------------ request replay
 
 
-class AsyncReplayBuffer:
+class AsyncReplayBuffer(KeptRequests):
     """A request stream (iterable or async iterable) each attempt reads from the start.
 
     The asyncio twin of :class:`interceptors.retry.ReplayBuffer`: messages are kept as the
@@ -561,18 +561,11 @@ class AsyncReplayBuffer:
                     self._exhausted = True
                     return
                 except BaseException:
-                    self._failed = self.committed = True
-                    self._kept.clear()
+                    self._source_failed()
                     raise
                 if generation != self._generation:
                     return
-                if not self.committed:
-                    self._size += message_size(item)
-                    if self._size > self._limit:
-                        self.committed = True
-                        self._kept.clear()
-                    else:
-                        self._kept.append(item)
+                self._keep(item)
             index += 1
             yield item
 
