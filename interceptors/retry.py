@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from interceptors.details import AttemptRecord, RetryCallDetails
-from resilientrpc._calls import LocalRpcError, PendingCall
+from resilientrpc._calls import CANCELLED_DETAILS, LocalRpcError, PendingCall
 from resilientrpc.config import HedgingPolicy, RetryPolicy, ServiceConfig, parse_service_config
 from resilientrpc.retry import (
     DEFAULT_BUFFER_LIMIT,
@@ -187,6 +187,20 @@ class _SharedTimers:
 
 _timers = _SharedTimers()
 
+_CLOSED_DETAILS = "channel closed"
+
+
+class _Waiter:
+    """A blocking call sleeping its backoff: :meth:`close` wakes it."""
+
+    __slots__ = ("wake",)
+
+    def __init__(self) -> None:
+        self.wake = threading.Event()
+
+    def close(self) -> None:
+        self.wake.set()
+
 
 # --------------------------------------------------------------------- the interceptor
 
@@ -284,13 +298,29 @@ class RetryInterceptor(
         self._blocking = blocking
         #: Futures waiting on a retry or hedge timer: failed at close(), whose timers die.
         self._waiting: set[Any] = set()
-        self._closed = False
+        #: Set by close(); shared with every :meth:`view` (a copied flag would not be).
+        self._closing = threading.Event()
+
+    @property
+    def _closed(self) -> bool:
+        return self._closing.is_set()
 
     def close(self) -> None:
-        """End every future still waiting to retry: CANCELLED "channel closed"."""
-        self._closed = True
+        """End every call still waiting to retry: CANCELLED "channel closed"."""
+        self._closing.set()
         for driver in list(self._waiting):
             driver.close()
+
+    def _pause(self, delay: float, waiter: Any) -> bool:
+        """Sleep a blocking retry's backoff; False if close() (or ``waiter.close()``)
+        cut it short. ``waiter`` is in :attr:`_waiting` meanwhile: close() wakes it."""
+        self._waiting.add(waiter)
+        try:
+            if self._closed:
+                waiter.close()
+            return not waiter.wake.wait(delay)
+        finally:
+            self._waiting.discard(waiter)
 
     def view(self, *, blocking: bool) -> RetryInterceptor:
         """This step for a chain whose continuation blocks (True) or returns a future.
@@ -476,8 +506,8 @@ class RetryInterceptor(
             if delay is None:
                 assert run.final is not None
                 return _final(run, run.final, retryable_first)
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and not self._pause(delay, _Waiter()):
+                return LocalRpcError(_CANCELLED, _CLOSED_DETAILS)
             record = AttemptRecord(run.tried_addresses)
             timeout, binding = self._attempt_timeout(deadline, policy)
             call = self._send(
@@ -543,13 +573,43 @@ def _replaying_send(
 # ------------------------------------------------------------------ request replay
 
 
-class ReplayBuffer:
+class KeptRequests:
+    """The kept part of a replayed request stream (shared by both twins' buffers)."""
+
+    _kept: list[Any]
+    _size: int
+    _limit: int
+    _failed: bool
+    committed: bool
+
+    def _keep(self, item: Any) -> None:
+        """Keep ``item`` for replay, or commit the call once the kept outgrow the limit."""
+        if not self.committed:
+            self._size += message_size(item)
+            if self._size > self._limit:
+                self.committed = True
+                self._kept.clear()
+            else:
+                self._kept.append(item)
+
+    def _source_failed(self) -> None:
+        """The caller's iterator raised: commit, so no attempt resends it cut short."""
+        self._failed = self.committed = True
+        self._kept.clear()
+
+
+class ReplayBuffer(KeptRequests):
     """A request stream that each attempt reads from the start (A6's retry buffer).
 
     Messages are kept as the first reader pulls them from the caller's iterator; a later
     attempt replays the kept ones, then goes on pulling. Once the kept messages outgrow
     ``limit`` bytes (``len`` of each, for serialized messages) the call is *committed*:
     nothing more is kept and no further attempt may start (:attr:`committed`).
+
+    The caller's iterator may block (a bidi request stream waiting for a response): it is
+    never read under the lock that :meth:`replay` and the replay of kept messages take,
+    so a retry replays at once while an earlier attempt's reader still waits on it. An
+    iterator that raises commits the call: a retry must not send its requests cut short.
     """
 
     def __init__(self, source: Iterator[Any], limit: int) -> None:
@@ -558,7 +618,9 @@ class ReplayBuffer:
         self._kept: list[Any] = []
         self._size = 0
         self._lock = threading.Lock()
+        self._pulling = threading.Lock()  # one reader at a time reads the caller's iterator
         self._exhausted = False
+        self._failed = False
         self.committed = False
         self._generation = 0
 
@@ -578,24 +640,42 @@ class ReplayBuffer:
                 if index < len(self._kept):
                     item = self._kept[index]
                     index += 1
+                    pull = False
                 elif self._exhausted:
                     return
                 else:
-                    try:
-                        item = next(self._source)
-                    except StopIteration:
-                        self._exhausted = True
-                        return
-                    if not self.committed:
-                        size = message_size(item)
-                        self._size += size
-                        if self._size > self._limit:
-                            self.committed = True
-                            self._kept.clear()
-                        else:
-                            self._kept.append(item)
-                    index += 1
+                    pull = True
+            if pull:
+                pulled = self._pull(generation, index)
+                if pulled is _NOTHING:
+                    continue  # another reader pulled meanwhile, or this one is over
+                item = pulled
+                index += 1
             yield item
+
+    def _pull(self, generation: int, index: int) -> Any:
+        """The caller's next request for the reader at ``index``, kept for replay."""
+        with self._pulling:
+            with self._lock:
+                if generation != self._generation or index < len(self._kept) or self._exhausted:
+                    return _NOTHING
+                if self._failed:
+                    raise RuntimeError("the request iterator raised in an earlier attempt")
+            try:
+                item = next(self._source)
+            except StopIteration:
+                with self._lock:
+                    self._exhausted = True
+                return _NOTHING
+            except BaseException:
+                with self._lock:
+                    self._source_failed()
+                raise
+            with self._lock:
+                self._keep(item)
+                if generation != self._generation:
+                    return _NOTHING  # kept: the newer attempt's reader replays it
+            return item
 
 
 def message_size(message: Any) -> int:
@@ -727,7 +807,7 @@ class _FutureRetry(_CallRetries):
     def close(self) -> None:
         """The channel closed while this call waited to retry: it ends CANCELLED."""
         self._owner._waiting.discard(self)
-        if self.pending.settle(LocalRpcError(_CANCELLED, "channel closed")):
+        if self.pending.settle(LocalRpcError(_CANCELLED, _CLOSED_DETAILS)):
             self._withdraw()
 
     def _next(self) -> None:
@@ -837,7 +917,7 @@ class _Hedged:
     def close(self) -> None:
         """The channel closed: the call ends CANCELLED, its attempts cancelled."""
         self._owner._waiting.discard(self)
-        if self.pending.settle(LocalRpcError(_CANCELLED, "channel closed")):
+        if self.pending.settle(LocalRpcError(_CANCELLED, _CLOSED_DETAILS)):
             self._cancel_all()
 
     def _on_timer(self) -> None:
@@ -936,6 +1016,8 @@ class RetryingStream(_CallRetries, grpc.Call, grpc.Future):
         self._cancelled = False
         self._callbacks: list[Callable[[Any], None]] = []
         self._record = AttemptRecord()
+        #: Set by cancel() and close(): a backoff in progress ends at once.
+        self.wake = threading.Event()
         timeout, self._binding = self._owner._attempt_timeout(self._deadline, self._policy)
         self._call = self._owner._send(
             self._continuation,
@@ -972,9 +1054,17 @@ class RetryingStream(_CallRetries, grpc.Call, grpc.Future):
                 else:
                     self._final_error = final
                 return
-            if delay > 0:
-                time.sleep(delay)
+            if delay > 0 and not self._owner._pause(delay, self):
+                return  # cancelled, or the channel closed, while waiting
             self._call, self._record, self._binding = self._send_next(run)
+            if self._cancelled:  # cancel() raced with the send: this attempt goes too
+                self._call.cancel()
+
+    def close(self) -> None:
+        """The channel closed while this stream waited to retry: it ends CANCELLED."""
+        if self._final_error is None:
+            self._final_error = LocalRpcError(_CANCELLED, _CLOSED_DETAILS)
+        self.wake.set()
 
     def _settled(self) -> Any:
         with self._lock:
@@ -1032,7 +1122,8 @@ class RetryingStream(_CallRetries, grpc.Call, grpc.Future):
     def cancel(self) -> bool:
         self._cancelled = True
         if self._final_error is None:
-            self._final_error = LocalRpcError(_CANCELLED, "Locally cancelled by application!")
+            self._final_error = LocalRpcError(_CANCELLED, CANCELLED_DETAILS)
+        self.wake.set()  # a backoff in progress ends now, sending nothing more
         return bool(self._call.cancel())
 
     def cancelled(self) -> bool:

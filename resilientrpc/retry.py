@@ -192,8 +192,9 @@ class Attempt:
     ``result`` is what the caller gets if this attempt is the last (the driver's own call
     or error object). ``address`` is the endpoint it went to (None on a plain channel).
     ``committed``: it delivered response messages (or its requests outgrew the replay
-    buffer), so it can no longer be retried. ``timed_out``: it ran out of its own
-    ``perAttemptRecvTimeout`` while the call still had time.
+    buffer, or the request iterator raised), so it can no longer be retried.
+    ``timed_out``: it ran out of its own ``perAttemptRecvTimeout`` while the call still
+    had time.
     """
 
     code: grpc.StatusCode
@@ -243,7 +244,10 @@ def plan(
     if code is _OK:
         return Stop("the call succeeded")
     if attempt.committed:
-        return Stop("committed: response messages had arrived, or the requests outgrew the buffer")
+        return Stop(
+            "committed: response messages had arrived, the requests outgrew the buffer, "
+            "or the request iterator raised"
+        )
     if (
         attempt.can_fail_over
         and transparent < MAX_TRANSPARENT_RETRIES

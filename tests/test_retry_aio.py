@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -57,7 +57,7 @@ async def ready(servers: list[ScriptedServer], config: Any) -> resilientrpc.aio.
     channel = resilientrpc.aio.ResilientChannel([s.address for s in servers], config=config)
     await asyncio.wait_for(channel.channel_ready(), 5)
     for _ in range(200):  # every backend connected: round robin reaches them all
-        if all(status.state is grpc.ChannelConnectivity.READY for status in channel.endpoints()):
+        if all(status.state == "READY" for status in channel.endpoints()):  # a name
             break
         await asyncio.sleep(0.01)
     return channel
@@ -343,3 +343,22 @@ def test_retry_listeners_hear_each_retry_and_the_budget_refusal() -> None:
         assert heard[0].method == UNARY and heard[0].code is UNAVAILABLE
         assert heard[0].address in (a.address, b.address)
         assert heard[1].reason.startswith("retries throttled") and heard[1].reason in details
+
+
+def test_a_request_iterator_that_raises_is_not_replayed_cut_short() -> None:
+    with serve() as server:
+
+        async def requests() -> AsyncIterator[bytes]:
+            yield b"a"
+            yield b"b"
+            await asyncio.sleep(0.05)  # the attempt reaches the server first
+            raise RuntimeError("the caller's iterator failed")
+
+        async def scenario() -> grpc.StatusCode:
+            retryable = ("UNAVAILABLE", "UNKNOWN", "CANCELLED")
+            async with await ready([server], config(codes=retryable)) as channel:
+                call = channel.stream_unary(CLIENT_STREAM)(requests(), timeout=2)
+                return (await failure(call))[0]
+
+        assert run(scenario()) is grpc.StatusCode.CANCELLED
+        assert server.count == 1

@@ -8,6 +8,7 @@ that failover did not move would go to the first backend again.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -398,3 +399,85 @@ def test_retry_listeners_hear_each_retry_and_the_budget_refusal(servers: Any, ch
     _unary(ch, "blocking")
     time.sleep(0.1)
     assert len(heard) == 3
+
+
+def test_close_ends_a_blocking_call_sleeping_its_backoff(servers: Any, channel: Any) -> None:
+    a, b = servers(fail(trailers=(("grpc-retry-pushback-ms", "3000"),)), Step())
+    ch = channel([a, b], retry_config(max_attempts=2))
+    outcome: list[Any] = []
+    caller = threading.Thread(target=lambda: outcome.append(_unary(ch, "blocking", 10)))
+    caller.start()
+    assert wait_until(lambda: a.count == 1, 2)
+    started = time.monotonic()
+    ch.close()
+    caller.join(2)
+    assert time.monotonic() - started < 1.0
+    assert outcome[0].code() is Code.CANCELLED
+    assert outcome[0].details() == "channel closed"
+    assert b.count == 0
+
+
+def test_cancel_during_a_stream_backoff_sends_no_more_attempts(servers: Any, channel: Any) -> None:
+    a, b = servers(fail(trailers=(("grpc-retry-pushback-ms", "3000"),)), Step(hang=True))
+    ch = channel([a, b], retry_config(max_attempts=2))
+    stream = ch.unary_stream(SERVER_STREAM)(b"req", timeout=5)
+    codes: list[Any] = []
+    reader = threading.Thread(target=lambda: codes.append(_first_error(stream)))
+    reader.start()
+    assert wait_until(lambda: a.count == 1, 2)
+    time.sleep(0.05)  # the reader sleeps its backoff
+    started = time.monotonic()
+    stream.cancel()
+    reader.join(2)
+    assert time.monotonic() - started < 1.0
+    assert codes == [Code.CANCELLED]
+    time.sleep(0.1)
+    assert b.count == 0
+    assert [e.outstanding for e in ch.endpoints()] == [0, 0]
+
+
+def _first_error(stream: Any) -> Any:
+    try:
+        next(stream)
+    except grpc.RpcError as error:
+        return error.code()
+    return None
+
+
+def test_a_request_iterator_that_raises_is_not_replayed_cut_short(
+    servers: Any, channel: Any
+) -> None:
+    a, b = servers(Step(delay=0.2), Step())
+    retryable = ("UNAVAILABLE", "UNKNOWN", "CANCELLED")
+    ch = channel([a, b], retry_config(max_attempts=2, codes=retryable))
+
+    def requests() -> Iterator[bytes]:
+        yield b"r0"
+        yield b"r1"
+        raise RuntimeError("the caller's iterator failed")
+
+    with pytest.raises(grpc.RpcError) as raised:
+        ch.stream_unary(CLIENT_STREAM)(requests(), timeout=3)
+    assert raised.value.code() is Code.UNKNOWN
+    assert b.count == 0
+
+
+def test_a_retry_replays_while_the_request_iterator_blocks(servers: Any, channel: Any) -> None:
+    a, b = servers(Step(hang=True), Step())
+    per_attempt = {"perAttemptRecvTimeout": "0.2s"}
+    ch = channel([a, b], retry_config(max_attempts=2, extra=per_attempt))
+    more: queue.Queue[bytes | None] = queue.Queue()
+
+    def requests() -> Iterator[bytes]:  # the next request only once a response arrived
+        yield b"r0"
+        while (item := more.get(timeout=3)) is not None:
+            yield item
+
+    stream = ch.stream_stream(BIDI)(requests(), timeout=3)
+    reader = threading.Thread(target=lambda: next(stream, None))
+    reader.start()
+    try:
+        assert wait_until(lambda: b.count == 1 and b.executions[0].requests == [b"r0"], 1.0)
+    finally:
+        more.put(None)
+        reader.join(3)

@@ -34,8 +34,8 @@ import grpc.aio
 
 from interceptors.aio.balancing import FinishedCall
 from interceptors.details import AttemptRecord, RetryCallDetails
+from interceptors.retry import KeptRequests, attempt_of, retry_details
 from interceptors.retry import RetryInterceptor as SyncRetryInterceptor
-from interceptors.retry import attempt_of, message_size, retry_details
 from resilientrpc.retry import (
     DEFAULT_BUFFER_LIMIT,
     Attempt,
@@ -497,12 +497,13 @@ async def _first_message(call: Any) -> Any:
 # ------------------------------------------------------------------ request replay
 
 
-class AsyncReplayBuffer:
+class AsyncReplayBuffer(KeptRequests):
     """A request stream (iterable or async iterable) each attempt reads from the start.
 
     The asyncio twin of :class:`interceptors.retry.ReplayBuffer`: messages are kept as the
     first reader pulls them; a later attempt replays them, then goes on pulling. Once the
-    kept messages outgrow ``limit`` bytes the call is :attr:`committed`.
+    kept messages outgrow ``limit`` bytes the call is :attr:`committed`. An iterator that
+    raises commits the call too: a retry must not send its requests cut short.
     """
 
     def __init__(self, source: Any, limit: int) -> None:
@@ -516,6 +517,7 @@ class AsyncReplayBuffer:
         self._kept: list[Any] = []
         self._size = 0
         self._exhausted = False
+        self._failed = False
         self._generation = 0
         self.committed = False
 
@@ -541,20 +543,19 @@ class AsyncReplayBuffer:
             elif self._exhausted:
                 return
             else:
+                if self._failed:
+                    raise RuntimeError("the request iterator raised in an earlier attempt")
                 try:
                     item = await self._pull()
                 except StopAsyncIteration:
                     self._exhausted = True
                     return
+                except BaseException:
+                    self._source_failed()
+                    raise
                 if generation != self._generation:
                     return
-                if not self.committed:
-                    self._size += message_size(item)
-                    if self._size > self._limit:
-                        self.committed = True
-                        self._kept.clear()
-                    else:
-                        self._kept.append(item)
+                self._keep(item)
             index += 1
             yield item
 
