@@ -149,7 +149,9 @@ def _retry_info_delay(value: str | bytes) -> float | None:
             info = error_details_pb2.RetryInfo()
             detail.Unpack(info)
             delay: float = info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-            return max(delay, 0.0)
+            # A negative duration is no valid delay: as if the server said nothing, so the
+            # policy's own backoff applies (not a retry at once).
+            return delay if delay >= 0 else None
     return None
 
 
