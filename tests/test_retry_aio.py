@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
+import pytest
 
 import resilientrpc.aio
 from interceptors.aio.retry import RetryInterceptor
@@ -283,6 +284,11 @@ def test_a_budget_refusal_is_visible_in_the_details() -> None:
         assert "retries throttled" in details
 
 
+@pytest.mark.grpc_aio_poller_may_outlive(
+    "grpcio 1.68.1 (not 1.85.3; not bisected): after a grpc.aio interceptor has raised an "
+    "AioRpcError - here the final, annotated error - grpc.aio's poller thread outlives the "
+    "closed channel; a bare interceptor that only raises does the same"
+)
 def test_the_standalone_interceptor_retries_on_a_plain_aio_channel() -> None:
     with serve([fail()]) as server:
 

@@ -112,14 +112,18 @@ def _initial_metadata(call: Any) -> Any:
 
 
 def _final(run: RetryRun | HedgeRun, attempt: Attempt, retryable_first: bool) -> Any:
-    """The call the caller gets, or raise its error annotated with what was tried."""
+    """The call the caller gets, or its error annotated with what was tried.
+
+    The error is returned, not raised: the interceptor hook raises it (:func:`_raise_if_error`),
+    so its traceback holds no frame of the retry loop and none of the attempts' calls.
+    """
     if attempt.code is _OK:
         return attempt.result
     if len(run.tried) == 1 and not retryable_first:
         return attempt.result  # one attempt, not retryable: grpc's own failure, untouched
     last = attempt.result
     trailing = attempt.trailing_metadata
-    raise grpc.aio.AioRpcError(
+    return grpc.aio.AioRpcError(
         attempt.code,
         _initial_metadata(last),
         trailing if isinstance(trailing, grpc.aio.Metadata) else grpc.aio.Metadata(*trailing or ()),
