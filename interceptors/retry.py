@@ -51,6 +51,7 @@ from resilientrpc.retry import (
     RetryEvent,
     RetryRun,
     Throttle,
+    attempt_timeout,
     capped,
     with_previous_attempts,
 )
@@ -392,10 +393,8 @@ class RetryInterceptor(
         self, deadline: float | None, policy: RetryPolicy | None
     ) -> tuple[float | None, bool]:
         """An attempt's timeout now, and whether the per-attempt cap is what binds it."""
-        left = None if deadline is None else max(deadline - self._clock(), 0.0)
         cap = None if policy is None else policy.per_attempt_recv_timeout
-        timeout = capped(left, cap)
-        return timeout, cap is not None and timeout == cap and (left is None or cap < left)
+        return attempt_timeout(deadline, self._clock(), cap)
 
     # -- unary request ----------------------------------------------------------------------
     def _unary(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:

@@ -69,6 +69,7 @@ __all__ = [
     "Stop",
     "Throttle",
     "annotated_details",
+    "attempt_timeout",
     "backoff",
     "never_reached_server",
     "plan",
@@ -631,11 +632,6 @@ class RetryRun:
         """Attempts sent before the next one (the value of the previous-attempts header)."""
         return len(self.tried)
 
-    def attempt_timeout(self, per_call: float | None) -> float | None:
-        """The next attempt's timeout: what is left of the call's, capped per attempt."""
-        left = None if self.deadline is None else max(self.deadline - self.clock(), 0.0)
-        return capped(left, self.policy.per_attempt_recv_timeout)
-
     @property
     def tried_addresses(self) -> Tried:
         """Where the attempts so far went (and which of those never reached a server)."""
@@ -643,6 +639,24 @@ class RetryRun:
 
     def annotate(self, details: str | None) -> str:
         return annotated_details(details, self.tried, self.reason)
+
+
+def attempt_timeout(
+    deadline: float | None, now: float, per_attempt: float | None
+) -> tuple[float | None, bool]:
+    """An attempt's timeout: what is left of the call's (``deadline``, None for none),
+    capped by ``perAttemptRecvTimeout``; and whether that cap is what binds it (then a
+    DEADLINE_EXCEEDED is the attempt's own, and retryable while the call has time).
+
+    >>> attempt_timeout(11.5, 10.0, 2.0), attempt_timeout(13.0, 10.0, 2.0)
+    ((1.5, False), (2.0, True))
+    """
+    left = None if deadline is None else max(deadline - now, 0.0)
+    timeout = capped(left, per_attempt)
+    binding = (
+        per_attempt is not None and timeout == per_attempt and (left is None or per_attempt < left)
+    )
+    return timeout, binding
 
 
 def capped(timeout: float | None, cap: float | None) -> float | None:

@@ -39,6 +39,7 @@ from resilientrpc.retry import (
     Throttle,
     _Tried,
     annotated_details,
+    attempt_timeout,
     capped,
     never_reached_server,
     plan,
@@ -119,9 +120,10 @@ def test_no_trailers_is_no_pushback() -> None:
 
 @pytest.mark.parametrize(
     ("seconds", "nanos", "expected"),
-    [(1, 500_000_000, 1.5), (0, 250_000_000, 0.25), (2, 0, 2.0), (0, 0, 0.0), (-3, 0, 0.0)],
+    [(1, 500_000_000, 1.5), (0, 250_000_000, 0.25), (2, 0, 2.0), (0, 0, 0.0), (-3, 0, None)],
 )
-def test_retry_info_in_status_details(seconds: int, nanos: int, expected: float) -> None:
+def test_retry_info_in_status_details(seconds: int, nanos: int, expected: float | None) -> None:
+    """The RetryInfo delay is read; a negative one is ignored (the policy's backoff applies)."""
     payload = _status(_retry_info(seconds, nanos))
     assert server_pushback(((DETAILS, payload),)) == expected
     # grpc hands binary trailers over as bytes; a str value is read as latin-1
@@ -224,7 +226,8 @@ def _plan(
 def test_plan_stop_reasons() -> None:
     assert _plan(Attempt(Code.OK)) == Stop("the call succeeded")
     assert _plan(Attempt(Code.UNAVAILABLE, committed=True)) == Stop(
-        "committed: response messages had arrived, or the requests outgrew the buffer"
+        "committed: response messages had arrived, the requests outgrew the buffer, "
+        "or the request iterator raised"
     )
     assert _plan(Attempt(Code.INTERNAL)) == Stop("INTERNAL is not a retryable status code")
     assert _plan(Attempt(Code.UNAVAILABLE, trailing_metadata=((PUSHBACK_HEADER, "-1"),))) == (
@@ -588,16 +591,13 @@ def test_the_asyncio_step() -> None:
 
 
 def test_attempt_timeout() -> None:
-    clock = Clock(now=10.0)
-    assert RetryRun(_policy(), Budgets(), deadline=None, clock=clock).attempt_timeout(None) is None
-    run = RetryRun(_policy(per_attempt=2.0), Budgets(), deadline=None, clock=clock)
-    assert run.attempt_timeout(None) == 2.0
-    run = RetryRun(_policy(per_attempt=2.0), Budgets(), deadline=11.5, clock=clock)
-    assert run.attempt_timeout(None) == 1.5
-    run = RetryRun(_policy(), Budgets(), deadline=13.0, clock=clock)
-    assert run.attempt_timeout(None) == 3.0
-    clock.now = 14.0
-    assert run.attempt_timeout(None) == 0.0
+    assert attempt_timeout(None, 10.0, None) == (None, False)
+    assert attempt_timeout(None, 10.0, 2.0) == (2.0, True)
+    assert attempt_timeout(11.5, 10.0, 2.0) == (1.5, False)
+    assert attempt_timeout(12.0, 10.0, 2.0) == (2.0, False)  # equal: the call's own deadline
+    assert attempt_timeout(13.0, 10.0, None) == (3.0, False)
+    assert attempt_timeout(13.0, 14.0, None) == (0.0, False)
+    assert attempt_timeout(13.0, 10.0, 2.0) == (2.0, True)
 
 
 def test_the_deadline_stops_a_run_by_the_clock() -> None:

@@ -440,22 +440,3 @@ def test_pick_avoiding_prefers_an_untried_endpoint(count: int, data: st.DataObje
 def test_pick_avoiding_with_no_endpoint_is_none() -> None:
     picker = Picker(grpc.ChannelConnectivity.CONNECTING, (), (), lambda metadata: None)
     assert picker.pick_avoiding(None, frozenset({"127.0.0.1:1"})) is None
-
-
-@pytest.mark.parametrize(
-    ("seconds", "nanos", "expected"),
-    [(0, 300_000_000, 0.3), (2, 0, 2.0), (0, 0, 0.0), (-1, 0, None), (0, -5, None)],
-)
-def test_a_retry_info_delay_is_read_and_a_negative_one_ignored(
-    seconds: int, nanos: int, expected: float | None
-) -> None:
-    from google.protobuf import any_pb2, duration_pb2  # noqa: PLC0415
-    from google.rpc import error_details_pb2, status_pb2  # noqa: PLC0415
-
-    detail = any_pb2.Any()
-    detail.Pack(
-        error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=seconds, nanos=nanos))
-    )
-    status = status_pb2.Status(code=14, message="slow down", details=[detail])
-    trailer = (("grpc-status-details-bin", status.SerializeToString()),)
-    assert server_pushback(trailer) == expected
