@@ -754,3 +754,24 @@ def test_hedges_spend_the_budget_after_the_first() -> None:
     clock.now = 5.0
     assert run.may_send() == refusal  # refused once, stopped for good
     assert run.reason() == refusal
+
+
+def test_events_name_the_method_of_the_run() -> None:
+    heard: list[RetryEvent] = []
+    run = RetryRun(
+        _policy(2), Budgets(), deadline=None, clock=Clock(), events=heard.append, method="/s/M"
+    )
+    run.step(Attempt(Code.UNAVAILABLE, "x", address="a"))
+    run.step(Attempt(Code.UNAVAILABLE, "x", address="b"))
+    assert [(e.kind, e.method) for e in heard] == [("retry", "/s/M"), ("stopped", "/s/M")]
+
+
+def test_tried_addresses_mark_only_those_never_reached() -> None:
+    never = "failed to connect to all addresses; last error: refused"
+    run = RetryRun(_policy(5), Budgets(), deadline=None, clock=Clock())
+    run.step(Attempt(Code.UNAVAILABLE, never, address="a", can_fail_over=True))
+    run.step(Attempt(Code.UNAVAILABLE, "reached", address="b", can_fail_over=True))
+    run.step(Attempt(Code.UNAVAILABLE, never, address=None, can_fail_over=True))
+    tried = run.tried_addresses
+    assert sorted(tried) == ["a", "b"]
+    assert tried.unreachable == frozenset({"a"})
