@@ -1,4 +1,4 @@
-"""The ``resilientrpc`` command line: ``demo``, ``bench`` and ``--version``.
+"""The ``resilientrpc`` command line: ``demo``, ``bench``, ``faults`` and ``--version``.
 
 Each command's module is imported only when that command runs, so ``--help`` and
 ``--version`` start nothing.
@@ -12,12 +12,14 @@ from collections.abc import Sequence
 
 __all__ = ["main", "version"]
 
-_USAGE = """usage: resilientrpc [-h] [--version] {demo,bench} [options]
+_USAGE = """usage: resilientrpc [-h] [--version] {demo,bench,faults} [options]
 
   demo    three local backends (healthy, slow, flaky), the same bounded traffic
           through each strategy, a per-backend table of share, latency and errors
   bench   resilientrpc's channels against plain grpcio and grpcio's native
           round_robin, side by side, as ratios (a full run takes minutes; --quick)
+  faults  read spans (OTLP JSON file, Jaeger JSON, or live: --listen 127.0.0.1:4317)
+          and rank the endpoints most likely at fault, with the evidence
 
 options:
   -h, --help  show this message and exit
@@ -52,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from resilientrpc.bench import main as bench  # noqa: PLC0415 - load only what runs
 
         return bench(rest)
+    if command == "faults":
+        from resilientrpc.faults_command import main as faults  # noqa: PLC0415 - load only what runs
+
+        return faults(rest)
     print(f"resilientrpc: unknown command {command!r}\n\n{_USAGE}", file=sys.stderr)
     return 2
 
