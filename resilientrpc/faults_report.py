@@ -558,7 +558,6 @@ def format_report(report: Report) -> str:
     else:
         lines.append("Suspects, most severe first (score: incidents beyond the best peer):")
         for rank, suspect in enumerate(report.suspects, start=1):
-            lines.append(
-                f"{rank}. {suspect.endpoint} (score {suspect.score:,}): {suspect.evidence}"
-            )
+            score = f"{suspect.score:,.1f}".removesuffix(".0")
+            lines.append(f"{rank}. {suspect.endpoint} (score {score}): {suspect.evidence}")
     return "\n".join(lines)

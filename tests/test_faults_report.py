@@ -9,6 +9,7 @@ attempts end in DEADLINE_EXCEEDED after 1 s, its heartbeats are missed and it is
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import subprocess
 import sys
@@ -312,8 +313,8 @@ def test_both_file_formats_give_the_same_report(writer: Any, tmp_path: Path) -> 
 def test_text_report_ranks_the_suspects_with_evidence() -> None:
     text = format_report(build_report(scenario()))
     suspects = text[text.index("Suspects") :].splitlines()
-    assert suspects[1].startswith("1. 127.0.0.1:5002 (score 36.0): 30% of 120 attempts failed")
-    assert suspects[2].startswith("2. 127.0.0.1:5003 (score 16.0): 12 timeouts")
+    assert suspects[1].startswith("1. 127.0.0.1:5002 (score 36): 30% of 120 attempts failed")
+    assert suspects[2].startswith("2. 127.0.0.1:5003 (score 16): 12 timeouts")
     assert len(suspects) == 3
     assert "failures at 127.0.0.1:5002: UNAVAILABLE 36" in text
 
@@ -496,3 +497,29 @@ def test_live_receiver_reports_what_the_otlp_exporter_sends(
     report = json.loads(stdout)
     assert report["spans"] == len(scenario()) and report["dropped_spans"] == 0
     check_scenario(report)
+
+
+def test_readme_shows_the_real_report_of_the_scenario() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert format_report(build_report(scenario())) in readme
+
+
+def test_public_names_of_the_faults_modules_import() -> None:
+    for name in ("resilientrpc.faults_report", "resilientrpc.faults_command"):
+        module = importlib.import_module(name)
+        assert module.__doc__ and module.__all__
+        for public in module.__all__:
+            assert hasattr(module, public), (name, public)
+
+
+def test_cli_usage_names_the_faults_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "resilientrpc.cli", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0 and "faults  read spans" in result.stdout
+    help_text = run_cli("--help").stdout
+    assert "--listen HOST:PORT" in help_text and "``" not in help_text
