@@ -324,12 +324,15 @@ def _code_name(code: int) -> str:
     return STATUS_NAMES[code] if 0 <= code < len(STATUS_NAMES) else f"CODE_{code}"
 
 
-def _event_endpoint(attributes: Mapping[str, AttributeValue]) -> str | None:
+def _endpoint(attributes: Mapping[str, AttributeValue]) -> str | None:
+    """``server.address:server.port`` (IPv6 in brackets), or the address alone without a port."""
     address = attributes.get("server.address")
     if address is None:
         return None
     port = attributes.get("server.port")
-    return f"{address}:{port}" if port is not None else str(address)
+    if port is None:
+        return str(address)
+    return f"[{address}]:{port}" if ":" in str(address) else f"{address}:{port}"
 
 
 def _endpoint_events(spans: Iterable[Span]) -> Counter[tuple[str, str]]:
@@ -339,7 +342,7 @@ def _endpoint_events(spans: Iterable[Span]) -> Counter[tuple[str, str]]:
         occurrences = [(span.name, span.start_ns, span.attributes)]
         occurrences += [(event.name, event.time_ns, event.attributes) for event in span.events]
         for name, time_ns, attributes in occurrences:
-            endpoint = _event_endpoint(attributes)
+            endpoint = _endpoint(attributes)
             if name in ENDPOINT_EVENTS and endpoint is not None:
                 seen.add((name, endpoint, time_ns))
     return Counter((endpoint, ENDPOINT_EVENTS[name]) for name, endpoint, _ in seen)
@@ -357,16 +360,14 @@ class _Tally:
 def build_report(spans: Sequence[Span]) -> Report:
     """Per-endpoint figures and the ranked suspects (the module docstring has the rules)."""
     by_id = {(span.trace_id, span.span_id): span for span in spans}
-    attempts = [
-        span
-        for span in spans
-        if span.name.startswith(_ATTEMPT_PREFIX) and "server.address" in span.attributes
-    ]
     tallies: dict[str, _Tally] = defaultdict(_Tally)
     per_call: dict[tuple[str, str], list[tuple[str, Span]]] = defaultdict(list)
-    for span in attempts:
-        endpoint = f"{span.attributes['server.address']}:{span.attributes.get('server.port', '')}"
-        per_call[(span.trace_id, span.parent_id)].append((endpoint, span))
+    attempts = 0
+    for span in spans:
+        endpoint = _endpoint(span.attributes)
+        if span.name.startswith(_ATTEMPT_PREFIX) and endpoint is not None:
+            per_call[(span.trace_id, span.parent_id)].append((endpoint, span))
+            attempts += 1
     for call_key, members in per_call.items():
         call = by_id.get(call_key)
         call_ok = call is not None and _code(call) == _OK
@@ -403,7 +404,7 @@ def build_report(spans: Sequence[Span]) -> Report:
     return Report(
         spans=len(spans),
         calls=len(per_call),
-        attempts=len(attempts),
+        attempts=attempts,
         endpoints=tuple(figures),
         suspects=tuple(suspects),
     )

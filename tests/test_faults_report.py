@@ -523,3 +523,18 @@ def test_cli_usage_names_the_faults_command() -> None:
     assert result.returncode == 0 and "faults  read spans" in result.stdout
     help_text = run_cli("--help").stdout
     assert "--listen HOST:PORT" in help_text and "``" not in help_text
+
+
+def test_ipv6_endpoints_are_bracketed() -> None:
+    attempt = Span(
+        trace_id="t",
+        span_id="a",
+        parent_id="c",
+        name=f"Attempt.{METHOD}",
+        start_ns=T0,
+        end_ns=T0 + MS,
+        error=False,
+        attributes={"server.address": "::1", "server.port": 5001, "rpc.grpc.status_code": OK},
+    )
+    (figures,) = build_report([attempt]).endpoints
+    assert (figures.endpoint, figures.attempts, figures.p50_ms) == ("[::1]:5001", 1, 1.0)
