@@ -78,12 +78,15 @@ def tracer_of(tracer_provider: Any) -> Tracer:
     return trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
 
 
-def split_method(method: str) -> tuple[str, str]:
-    """``("pkg.Service", "Method")`` of a full method name ``/pkg.Service/Method``.
+def split_method(method: str | bytes) -> tuple[str, str]:
+    """``("pkg.Service", "Method")`` of a full method name ``/pkg.Service/Method``
+    (``grpc.aio`` hands interceptors bytes).
 
-    >>> split_method("/echo.Echo/Echo")
+    >>> split_method(b"/echo.Echo/Echo")
     ('echo.Echo', 'Echo')
     """
+    if isinstance(method, bytes):
+        method = method.decode("utf-8", "replace")
     service, _, name = method.lstrip("/").rpartition("/")
     return service, name
 
@@ -187,7 +190,7 @@ def _metadata_attributes(metadata: Any, keys: Sequence[str]) -> dict[str, Any]:
 
 def start_call(
     tracer: Tracer,
-    method: str,
+    method: str | bytes,
     metadata: Any,
     *,
     strategy: str | None,

@@ -7,6 +7,8 @@ fails and the one that fails over are known.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,8 +21,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+import resilientrpc
 from interceptors import TracingInterceptor
-from resilientrpc.testing import Backends
+from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
 from tests.retry_servers import UNARY, ScriptedServer, fail
 from tests.twins import ChannelHandle
 
@@ -325,3 +328,48 @@ def test_without_a_tracer_provider_there_is_no_tracing_step(
     channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
     assert channel._tracing is None
     assert channel._direct is not None  # the hot path stays
+
+
+def test_an_aio_plain_channel_traces_alone(tracing: Tracing) -> None:
+    from interceptors.aio import TracingInterceptor as AioTracingInterceptor  # noqa: PLC0415
+
+    async def run(address: str) -> bytes:
+        interceptor = AioTracingInterceptor(tracing.provider)
+        async with grpc.aio.insecure_channel(address, interceptors=[interceptor]) as channel:
+            reply: bytes = await channel.unary_unary(UNARY)(b"x", timeout=5)
+            return reply
+
+    with ScriptedServer() as server:
+        assert asyncio.run(run(server.address)) == b"x"
+        (call,) = tracing.wait("retry.test.Svc/Unary", 1)
+        (execution,) = server.executions
+    assert (call.attributes or {})["rpc.grpc.status_code"] == OK_CODE
+    assert call.context is not None
+    _, _, span_id, _ = str(execution.metadata["traceparent"]).split("-")
+    assert int(span_id, 16) == call.context.span_id
+
+
+RETRIED = {
+    "maxAttempts": 2,
+    "initialBackoff": "0.01s",
+    "maxBackoff": "0.02s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+
+
+@pytest.mark.parametrize("policy", [None, RETRIED], ids=["plain", "retried"])
+def test_an_abandoned_stream_ends_its_span(
+    backends: Callable[..., Backends], tracing: Tracing, policy: dict[str, Any] | None
+) -> None:
+    group = backends(1)
+    with resilientrpc.ResilientChannel(
+        group.addresses, config=config(policy), tracer_provider=tracing.provider
+    ) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        stream = stub.ServerStream(echo_pb2.EchoRequest(message="s", count=1000), timeout=10)
+        next(stream)
+        del stream  # neither exhausted nor cancelled: dropped
+        gc.collect()
+        (call,) = tracing.wait(STREAM, 1)
+    assert (call.attributes or {})["rpc.grpc.status_code"] == CANCELLED_CODE

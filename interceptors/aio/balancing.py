@@ -25,7 +25,7 @@ import grpc.aio
 from interceptors.balancing import (
     abandoned_outcome,
     attempt_details,
-    reporter,
+    outcome_of,
     traced_attempt,
 )
 from interceptors.details import AttemptRecord
@@ -104,10 +104,14 @@ class BalancingInterceptor(
     def _report(self, pick: PickResult, call: Any, span: Any = None) -> Any:
         """Report ``call``'s outcome to ``pick.done`` once it ends (and end the attempt's
         ``span`` with it, when traced); returns ``call``."""
-        report = reporter(pick, clock=self._clock, with_load=self._with_load, span=span)
+        clock = self._clock
+        with_load = self._with_load
 
         def on_done(finished: Any) -> None:
-            report(FinishedCall(finished))
+            outcome = outcome_of(FinishedCall(finished), clock() - pick.start, with_load)
+            pick.done(outcome)
+            if span is not None:
+                end_attempt(span, outcome)
 
         call.add_done_callback(on_done)
         return call
