@@ -114,15 +114,19 @@ def with_headers(metadata: Any, carrier: dict[str, str]) -> Any:
 class CallTrace:
     """One traced call: its span, the Context that holds it, and how attempts are traced.
 
-    ``attempts`` is the highest attempt number sent (the retry step raises it).
+    ``attempts`` is the highest attempt number sent (the retry step raises it);
+    ``addresses`` the endpoints its attempts went to; ``running`` the set of running
+    calls it is in until it ends (where endpoint events look for the calls they affect).
     """
 
     __slots__ = (
+        "addresses",
         "attempts",
         "context",
         "ended",
         "method",
         "propagator",
+        "running",
         "service",
         "span",
         "tracer",
@@ -135,8 +139,11 @@ class CallTrace:
         propagator: TextMapPropagator | None,
         service: str,
         method: str,
+        running: set[CallTrace] | None = None,
     ) -> None:
         self.tracer = tracer
+        self.addresses: set[str] = set()
+        self.running = running
         self.service = service
         self.method = method
         self.span = span
@@ -157,6 +164,8 @@ class CallTrace:
         if self.ended:
             return
         self.ended = True
+        if self.running is not None:
+            self.running.discard(self)
         with guard("ending a call span"):
             span = self.span
             span.set_attribute("rpc.grpc.status_code", code.value[0])
@@ -196,8 +205,11 @@ def start_call(
     strategy: str | None,
     propagator: TextMapPropagator | None,
     record_metadata: Sequence[str],
+    running: set[CallTrace] | None = None,
 ) -> CallTrace | None:
-    """Start a call's span (child of the caller's current span); None if tracing failed."""
+    """Start a call's span (child of the caller's current span); None if tracing failed.
+
+    The call is in ``running`` until it ends."""
     with guard("starting a call span"):
         service, name = split_method(method)
         attributes: dict[str, Any] = {
@@ -210,7 +222,10 @@ def start_call(
         if record_metadata:
             attributes.update(_metadata_attributes(metadata, record_metadata))
         span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
-        return CallTrace(tracer, span, propagator, service, name)
+        call = CallTrace(tracer, span, propagator, service, name, running)
+        if running is not None:
+            running.add(call)
+        return call
     return None
 
 
@@ -220,6 +235,7 @@ def start_attempt(
     """Start an attempt's span under ``call``'s; its metadata with the attempt's context."""
     with guard("starting an attempt span"):
         service, name = call.service, call.method
+        call.addresses.add(address)
         host, port = _host_port(address)
         attributes: dict[str, Any] = {
             "rpc.system": "grpc",
@@ -304,22 +320,29 @@ def note_event(details: Any, event: RetryEvent) -> None:
         add_retry_event(call, event)
 
 
-def endpoint_span(tracer: Tracer) -> Callable[[EndpointEvent], None]:
-    """An endpoint event listener: each event a short INTERNAL span ``endpoint.<kind>``."""
+def endpoint_span(
+    tracer: Tracer, running: set[CallTrace] | None = None
+) -> Callable[[EndpointEvent], None]:
+    """An endpoint event listener: each event an event ``endpoint.<kind>`` on the span of
+    every running call with an attempt on that endpoint, or, when there is none, a short
+    INTERNAL span of its own by that name."""
 
     def on_event(event: EndpointEvent) -> None:
         with guard("recording an endpoint event"):
+            name = f"endpoint.{event.kind}"
+            attributes = {"server.address": event.address, "resilientrpc.reason": event.reason}
             start = int(event.time * 1e9)
-            span = tracer.start_span(
-                f"endpoint.{event.kind}",
-                context=Context(),
-                kind=SpanKind.INTERNAL,
-                attributes={
-                    "server.address": event.address,
-                    "resilientrpc.reason": event.reason,
-                },
-                start_time=start,
-            )
-            span.end(end_time=start)
+            affected = [c for c in list(running or ()) if event.address in c.addresses]
+            for call in affected:
+                call.span.add_event(name, attributes, timestamp=start)
+            if not affected:
+                span = tracer.start_span(
+                    name,
+                    context=Context(),
+                    kind=SpanKind.INTERNAL,
+                    attributes=attributes,
+                    start_time=start,
+                )
+                span.end(end_time=start)
 
     return on_event

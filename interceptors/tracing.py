@@ -93,10 +93,13 @@ class CallTracer:
         self._record_metadata = tuple(key.lower() for key in record_metadata)
         self._strategy = strategy
         self._inject = inject
+        #: The calls running now (endpoint events go on their spans).
+        self._running: set[CallTrace] = set()
 
     def endpoint_listener(self) -> Callable[[EndpointEvent], None]:
-        """An endpoint event listener that records each event as a short span."""
-        return endpoint_span(self._tracer)
+        """An endpoint event listener: an event on the spans of the running calls it
+        affects, else a short span of its own."""
+        return endpoint_span(self._tracer, self._running)
 
     def _start(self, details: Any) -> CallTrace | None:
         return start_call(
@@ -106,6 +109,7 @@ class CallTracer:
             strategy=self._strategy,
             propagator=self._propagator,
             record_metadata=self._record_metadata,
+            running=self._running,
         )
 
 

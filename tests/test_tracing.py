@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -373,3 +374,28 @@ def test_an_abandoned_stream_ends_its_span(
         gc.collect()
         (call,) = tracing.wait(STREAM, 1)
     assert (call.attributes or {})["rpc.grpc.status_code"] == CANCELLED_CODE
+
+
+def test_an_endpoint_event_during_a_call_is_an_event_on_its_span(
+    open_channel: OpenChannel, backends: Callable[..., Backends], tracing: Tracing
+) -> None:
+    group = backends(1)
+    service_config = {**config(), "healthCheckConfig": {"serviceName": ECHO}}
+    handle = opened(open_channel, group.addresses, tracing, service_config)
+    group[0].configure(hang=True)
+    flip = threading.Timer(0.3, lambda: group[0].configure(health="NOT_SERVING"))
+    flip.start()
+    try:
+        with pytest.raises(grpc.RpcError) as raised:
+            handle.echo("x", timeout=1.5)
+    finally:
+        flip.join()
+    assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    (call,) = tracing.wait(CALL, 1)
+    (health,) = [e for e in call.events if e.name == "endpoint.health"]
+    assert (health.attributes or {})["server.address"] == group[0].address
+    assert "NOT_SERVING" in str((health.attributes or {})["resilientrpc.reason"])
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    assert not channel._tracing._running  # an ended call is no longer running
+    own = tracing.spans("endpoint.health")  # SERVING at the start: no call was running
+    assert not [s for s in own if "NOT_SERVING" in str((s.attributes or {}).values())]
