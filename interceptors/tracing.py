@@ -5,7 +5,7 @@ It starts the call span (:mod:`interceptors.spans` holds the schema), hands the 
 :class:`~interceptors.details.AttemptRecord` - the retry step copies it into each
 attempt's record and the balancing step starts the attempt spans under it - and ends
 the span however the call ends: returned, failed, cancelled, or abandoned (a stream
-nobody reads any more ends its span when it is collected).
+nobody reads any more is cancelled by grpc when it is collected, which ends its span).
 
 On a plain grpc channel (``grpc.intercept_channel``) it also injects the call span's
 context into the call's metadata; inside a :class:`resilientrpc.ResilientChannel` each
@@ -14,8 +14,6 @@ attempt injects its own instead.
 
 from __future__ import annotations
 
-import contextlib
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -35,8 +33,6 @@ from resilientrpc.events import EndpointEvent
 
 __all__ = ["CallTracer", "TracingInterceptor", "traced_details", "watch"]
 
-_CANCELLED = grpc.StatusCode.CANCELLED
-
 
 def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDetails:
     """``details`` carrying ``call`` in a fresh attempt record (and its context, if ``inject``)."""
@@ -55,16 +51,13 @@ def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDeta
     )
 
 
-def _abandoned(call: CallTrace) -> None:
-    call.end(_CANCELLED, "abandoned")
-
-
 def watch(call: CallTrace, rpc: Any, on_done: Callable[[Any], None]) -> None:
-    """End ``call``'s span through ``on_done(rpc)`` when ``rpc`` is done, or when collected."""
+    """End ``call``'s span through ``on_done(rpc)`` when ``rpc`` is done.
+
+    However it ends: exhausted, failed, cancelled - or abandoned, since grpc cancels a
+    call collected unfinished, which runs its done callbacks too.
+    """
     with guard("watching a call"):
-        # (one not weakly referenceable is ended by its done callback alone)
-        with contextlib.suppress(TypeError):
-            weakref.finalize(rpc, _abandoned, call).atexit = False
         rpc.add_done_callback(on_done)
 
 

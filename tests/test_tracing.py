@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import resilientrpc
+import resilientrpc.aio
 from interceptors import TracingInterceptor
 from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
 from tests.retry_servers import UNARY, ScriptedServer, fail
@@ -399,3 +400,27 @@ def test_an_endpoint_event_during_a_call_is_an_event_on_its_span(
     assert not channel._tracing._running  # an ended call is no longer running
     own = tracing.spans("endpoint.health")  # SERVING at the start: no call was running
     assert not [s for s in own if "NOT_SERVING" in str((s.attributes or {}).values())]
+
+
+def test_an_abandoned_aio_stream_ends_its_span(
+    backends: Callable[..., Backends], tracing: Tracing
+) -> None:
+    group = backends(1)
+
+    async def run() -> None:
+        async with resilientrpc.aio.ResilientChannel(
+            group.addresses, config=config(), tracer_provider=tracing.provider
+        ) as channel:
+            stub = echo_pb2_grpc.EchoStub(channel)
+            stream = stub.ServerStream(echo_pb2.EchoRequest(message="s", count=1000), timeout=10)
+            await stream.read()
+            del stream  # neither exhausted nor cancelled: dropped
+            gc.collect()
+            for _ in range(500):  # bounded: the span ends within 5 s
+                if tracing.spans(STREAM):
+                    break
+                await asyncio.sleep(0.01)
+
+    asyncio.run(run())
+    (call,) = tracing.wait(STREAM, 1)
+    assert (call.attributes or {})["rpc.grpc.status_code"] == CANCELLED_CODE
