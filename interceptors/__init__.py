@@ -9,6 +9,7 @@ from __future__ import annotations
 from interceptors.balancing import BalancingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord, CallDetails, RetryCallDetails
 from interceptors.retry import RetryInterceptor
+from interceptors.tracing import TracingInterceptor
 
 __all__ = [
     "AttemptDetails",
@@ -17,4 +18,5 @@ __all__ = [
     "CallDetails",
     "RetryCallDetails",
     "RetryInterceptor",
+    "TracingInterceptor",
 ]

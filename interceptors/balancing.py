@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from interceptors.details import AttemptDetails, AttemptRecord
+from interceptors.spans import end_attempt, start_attempt
 from resilientrpc._calls import LocalRpcError, PendingCall
 from resilientrpc.endpoint import Outcome
 from resilientrpc.load_report import parse_load_report
@@ -30,6 +31,7 @@ __all__ = [
     "outcome_of",
     "raise_if_closing",
     "reporter",
+    "traced_attempt",
 ]
 
 #: What :meth:`BalancingInterceptor.call_now` returns when the call must take the chain.
@@ -66,12 +68,14 @@ def raise_if_closing(pick: PickResult, error: BaseException) -> None:
         raise LocalRpcError(_CANCELLED, "channel closed") from error
 
 
-def attempt_details(details: Any, pick: PickResult, timeout: float | None) -> AttemptDetails:
+def attempt_details(
+    details: Any, pick: PickResult, timeout: float | None, metadata: Any
+) -> AttemptDetails:
     """The details of the attempt the balancing step sends to ``pick``'s endpoint."""
     return AttemptDetails(
         details.method,
         timeout,
-        details.metadata,
+        metadata,
         details.credentials,
         details.wait_for_ready,
         details.compression,
@@ -80,14 +84,26 @@ def attempt_details(details: Any, pick: PickResult, timeout: float | None) -> At
 
 
 def reporter(
-    pick: PickResult, *, clock: Callable[[], float], with_load: bool
+    pick: PickResult, *, clock: Callable[[], float], with_load: bool, span: Any = None
 ) -> Callable[[Any], None]:
-    """The done callback that reports an attempt's finished call to ``pick.done``."""
+    """The done callback that reports an attempt's finished call to ``pick.done`` (and
+    ends the attempt's ``span``, when traced, with the same outcome)."""
 
     def report(call: Any) -> None:
-        pick.done(outcome_of(call, clock() - pick.start, with_load))
+        outcome = outcome_of(call, clock() - pick.start, with_load)
+        pick.done(outcome)
+        if span is not None:
+            end_attempt(span, outcome)
 
     return report
+
+
+def traced_attempt(details: Any, record: AttemptRecord | None, pick: PickResult) -> tuple[Any, Any]:
+    """The metadata an attempt is sent with and its span: ``(details.metadata, None)``
+    unless the call is traced (its record carries a call trace)."""
+    if record is None or record.trace is None:
+        return details.metadata, None
+    return start_attempt(record.trace, details.metadata, record, pick.endpoint.address)
 
 
 class BalancingInterceptor(
@@ -187,13 +203,19 @@ class BalancingInterceptor(
     ) -> Any:
         if record is not None:
             record.address = pick.endpoint.address
+        metadata, span = traced_attempt(details, record, pick)
         try:
-            call = continuation(attempt_details(details, pick, timeout), request)
+            call = continuation(attempt_details(details, pick, timeout, metadata), request)
         except BaseException as error:
-            pick.done(abandoned_outcome(pick, error, self._clock() - pick.start))
+            outcome = abandoned_outcome(pick, error, self._clock() - pick.start)
+            pick.done(outcome)
+            if span is not None:
+                end_attempt(span, outcome)
             raise_if_closing(pick, error)
             raise
-        call.add_done_callback(self._reporter(pick))
+        call.add_done_callback(
+            reporter(pick, clock=self._clock, with_load=self._with_load, span=span)
+        )
         return call
 
     def _later(
@@ -229,9 +251,6 @@ class BalancingInterceptor(
             None if record is None else record.tried,
         )
         return pending
-
-    def _reporter(self, pick: PickResult) -> Callable[[Any], None]:
-        return reporter(pick, clock=self._clock, with_load=self._with_load)
 
     def intercept_unary_unary(
         self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any

@@ -64,13 +64,22 @@ class AttemptRecord:
     balancing step avoids them while it can (failover) and writes the endpoint it chose
     into ``address``. On a plain grpc channel nobody reads ``tried`` and ``address``
     stays None.
+
+    ``trace`` carries the call's tracing (:class:`interceptors.spans.CallTrace`: its
+    OpenTelemetry Context and call span) from the tracing step down to the balancing
+    step, whatever thread sends the attempt; None when the call is not traced. The retry
+    step copies it into each attempt's record with the attempt's 1-based ``number`` and
+    whether it is a ``hedge``.
     """
 
-    __slots__ = ("address", "tried")
+    __slots__ = ("address", "hedge", "number", "trace", "tried")
 
-    def __init__(self, tried: frozenset[str] = frozenset()) -> None:
+    def __init__(self, tried: frozenset[str] = frozenset(), trace: Any = None) -> None:
         self.tried = tried
         self.address: str | None = None
+        self.trace = trace
+        self.number = 1
+        self.hedge = False
 
     def __repr__(self) -> str:
         return f"AttemptRecord(tried={sorted(self.tried)}, address={self.address!r})"

@@ -37,6 +37,7 @@ from typing import Any, NamedTuple
 import grpc
 
 from interceptors.details import AttemptRecord, RetryCallDetails
+from interceptors.spans import call_events, note_event
 from resilientrpc._calls import CANCELLED_DETAILS, LocalRpcError, PendingCall
 from resilientrpc.config import HedgingPolicy, RetryPolicy, ServiceConfig, parse_service_config
 from resilientrpc.retry import (
@@ -215,11 +216,17 @@ def retry_details(
     metadata_type: Callable[..., Any] = tuple,
 ) -> RetryCallDetails:
     """The details of one attempt: the call's, with this attempt's timeout, its record, and
-    (on a retry) the previous-attempts header in metadata of ``metadata_type``."""
+    (on a retry) the previous-attempts header in metadata of ``metadata_type``. The record
+    learns its number and, for a traced call, the call's trace."""
     metadata = details.metadata
     if previous:
         pairs = with_previous_attempts(metadata, previous)
         metadata = pairs if metadata_type is tuple else metadata_type(*pairs)
+    record.number = previous + 1
+    call = getattr(details, "attempt", None)
+    if call is not None and call.trace is not None:  # a traced call: its attempts are too
+        record.trace = trace = call.trace
+        trace.attempts = max(trace.attempts, record.number)
     return RetryCallDetails(
         details.method,
         timeout,
@@ -496,7 +503,7 @@ class RetryInterceptor(
             budgets,
             deadline=deadline,
             clock=self._clock,
-            events=self._events,
+            events=call_events(self._events, details),
             method=details.method,
         )
         retryable_first = attempt.code in policy.retryable_status_codes or attempt.timed_out
@@ -725,7 +732,7 @@ class _CallRetries:
                 owner.budgets,
                 deadline=self._deadline,
                 clock=owner._clock,
-                events=owner._events,
+                events=call_events(owner._events, self._details),
                 method=self._details.method,
             )
         return run
@@ -884,9 +891,12 @@ class _Hedged:
             return False
         previous = run.sent
         run.on_send()
-        if previous:
-            self._owner._emit(RetryEvent("hedge", previous + 1, method=self._details.method))
         record = AttemptRecord(frozenset(self._addresses))
+        if previous:
+            event = RetryEvent("hedge", previous + 1, method=self._details.method)
+            self._owner._emit(event)
+            note_event(self._details, event)
+            record.hedge = True
         left = None if self._deadline is None else max(self._deadline - self._owner._clock(), 0.0)
         started = self._owner._clock()
         call = self._owner._send(

@@ -23,6 +23,7 @@ import grpc.aio
 from interceptors.balancing import NOT_NOW, BalancingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
 from interceptors.retry import RetryInterceptor
+from interceptors.tracing import TracingInterceptor
 from resilientrpc._calls import (
     Deserializer,
     ResponseFuture,
@@ -475,8 +476,15 @@ class ResilientChannel(grpc.Channel):
         # Futures and streams must not block their caller: their chains end in the
         # deferring twin of the balancing step.
         self._deferring = balancing.deferring()
-        # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
-        self._tracer_provider = tracer_provider
+        # Tracing, outermost, only when a tracer provider is given: none, no step at all.
+        self._tracing = (
+            None
+            if tracer_provider is None
+            else TracingInterceptor(
+                tracer_provider, strategy=self._balancer.strategy.name, inject=False
+            )
+        )
+        # Accepted now so the signature is stable; metrics come next.
         self._meter_provider = meter_provider
         self._subscriptions = _Subscriptions(self._callbacks)
         self._closed = False
@@ -484,6 +492,8 @@ class ResilientChannel(grpc.Channel):
         self._close_done = threading.Event()
         self._balancer.add_listener(self._subscriptions.on_picker)
         self._balancer.add_event_listener(self._event_listeners.on_event)
+        if self._tracing is not None:
+            self._event_listeners.add(self._tracing.endpoint_listener())
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and this stops its work.
         # Closing waits for grpc.aio to end the watches of the watch-only channels, so
@@ -515,18 +525,25 @@ class ResilientChannel(grpc.Channel):
         self, hook: str, terminal: Invoke, *, blocking: bool = True, method: str | None = None
     ) -> Invoke:
         """The chain of ``hook`` ending in ``terminal``; with the retry step on top when
-        ``method`` has a retry or hedging policy."""
+        ``method`` has a retry or hedging policy, and the tracing step above everything
+        when the channel has a tracer provider."""
         steps = self._interceptors if blocking else [*self._interceptors[:-1], self._deferring]
         if method is not None:
             policy = self._retry.policy(method)
             if policy.retry is not None or policy.hedging is not None:
                 steps = [self._retry.view(blocking=blocking), *steps]
+        if self._tracing is not None:
+            steps = [self._tracing, *steps]
         return chain(steps, hook, terminal)
 
     @property
     def _direct(self) -> BalancingInterceptor | None:
         """The balancing step, when nothing stands in front of it (the hot path)."""
-        if len(self._interceptors) == 1 and not self._balancer.strategy.uses_load_reports:
+        if (
+            len(self._interceptors) == 1
+            and self._tracing is None
+            and not self._balancer.strategy.uses_load_reports
+        ):
             direct: BalancingInterceptor = self._interceptors[0]
             return direct
         return None

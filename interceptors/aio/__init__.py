@@ -9,5 +9,6 @@ from __future__ import annotations
 
 from interceptors.aio.balancing import BalancingInterceptor, FinishedCall
 from interceptors.aio.retry import RetryInterceptor
+from interceptors.aio.tracing import TracingInterceptor
 
-__all__ = ["BalancingInterceptor", "FinishedCall", "RetryInterceptor"]
+__all__ = ["BalancingInterceptor", "FinishedCall", "RetryInterceptor", "TracingInterceptor"]

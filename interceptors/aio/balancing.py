@@ -22,8 +22,14 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import grpc.aio
 
-from interceptors.balancing import abandoned_outcome, attempt_details, outcome_of
+from interceptors.balancing import (
+    abandoned_outcome,
+    attempt_details,
+    outcome_of,
+    traced_attempt,
+)
 from interceptors.details import AttemptRecord
+from interceptors.spans import end_attempt
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import PickResult
 
@@ -95,25 +101,32 @@ class BalancingInterceptor(
         self._with_load = with_load
         self._clock = clock
 
-    def _report(self, pick: PickResult, call: Any) -> Any:
-        """Report ``call``'s outcome to ``pick.done`` once it ends; returns ``call``."""
+    def _report(self, pick: PickResult, call: Any, span: Any = None) -> Any:
+        """Report ``call``'s outcome to ``pick.done`` once it ends (and end the attempt's
+        ``span`` with it, when traced); returns ``call``."""
         clock = self._clock
         with_load = self._with_load
 
         def on_done(finished: Any) -> None:
-            pick.done(outcome_of(FinishedCall(finished), clock() - pick.start, with_load))
+            outcome = outcome_of(FinishedCall(finished), clock() - pick.start, with_load)
+            pick.done(outcome)
+            if span is not None:
+                end_attempt(span, outcome)
 
         call.add_done_callback(on_done)
         return call
 
-    def _abandon(self, pick: PickResult, error: BaseException) -> None:
+    def _abandon(self, pick: PickResult, error: BaseException, span: Any = None) -> None:
         """Report an attempt that never became a call; CANCELLED "channel closed" if closing.
 
         A send refused because the endpoint's channel is closing (grpc's UsageError or
         ValueError, or no connection left at all) is raised as the CANCELLED the caller
         gets from a closed channel, not as grpc's exception.
         """
-        pick.done(abandoned_outcome(pick, error, self._clock() - pick.start))
+        outcome = abandoned_outcome(pick, error, self._clock() - pick.start)
+        pick.done(outcome)
+        if span is not None:
+            end_attempt(span, outcome)
         if pick.endpoint.state is _SHUTDOWN and isinstance(error, Exception):
             from resilientrpc.aio._calls import rpc_error  # noqa: PLC0415 - an import cycle
 
@@ -171,12 +184,13 @@ class BalancingInterceptor(
                 details.metadata, wait_for_ready, details.timeout, deadline, record.tried
             )
             record.address = pick.endpoint.address
+        metadata, span = traced_attempt(details, record, pick)
         try:
-            call = await continuation(attempt_details(details, pick, timeout), request)
+            call = await continuation(attempt_details(details, pick, timeout, metadata), request)
         except BaseException as error:
-            self._abandon(pick, error)
+            self._abandon(pick, error, span)
             raise
-        return self._report(pick, call)
+        return self._report(pick, call, span)
 
     async def intercept_unary_unary(
         self, continuation: Continuation, client_call_details: Any, request: Any

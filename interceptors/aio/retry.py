@@ -36,6 +36,7 @@ from interceptors.aio.balancing import FinishedCall
 from interceptors.details import AttemptRecord, RetryCallDetails
 from interceptors.retry import KeptRequests, attempt_of, retry_details
 from interceptors.retry import RetryInterceptor as SyncRetryInterceptor
+from interceptors.spans import call_events, note_event
 from resilientrpc.retry import (
     DEFAULT_BUFFER_LIMIT,
     Attempt,
@@ -231,7 +232,7 @@ class RetryInterceptor(
             details.credentials,
             wait_for_ready,
             getattr(details, "compression", None),
-            AttemptRecord(),
+            getattr(details, "attempt", None) or AttemptRecord(),
         )
 
     # -- unary responses -------------------------------------------------------------------
@@ -303,7 +304,7 @@ class RetryInterceptor(
             budgets,
             deadline=deadline,
             clock=self._clock,
-            events=self._events,
+            events=call_events(self._events, details),
             asynchronous=True,
             method=details.method,
         )
@@ -346,9 +347,12 @@ class RetryInterceptor(
                 return False
             previous = run.sent
             run.on_send()
-            if previous:
-                self.rules._emit(RetryEvent("hedge", previous + 1, method=details.method))
             record = AttemptRecord(frozenset(addresses))
+            if previous:
+                event = RetryEvent("hedge", previous + 1, method=details.method)
+                self.rules._emit(event)
+                note_event(details, event)
+                record.hedge = True
             left = None if deadline is None else max(deadline - clock(), 0.0)
             started = clock()
             call = await self._send(
@@ -444,7 +448,7 @@ class RetryInterceptor(
                     self.budgets,
                     deadline=deadline,
                     clock=self._clock,
-                    events=self._events,
+                    events=call_events(self._events, details),
                     asynchronous=True,
                     method=details.method,
                 )

@@ -28,6 +28,7 @@ import grpc.aio
 
 from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.aio.retry import RetryInterceptor, watch_first
+from interceptors.aio.tracing import TracingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
@@ -424,8 +425,15 @@ class ResilientChannel(grpc.aio.Channel):
             buffer_limit=core.options.retry_buffer_limit,
             events=self._retry_listeners.on_event,
         )
-        # Accepted now so the signature is stable; tracing (OpenTelemetry) comes next.
-        self._tracer_provider = tracer_provider
+        # Tracing, outermost, only when a tracer provider is given: none, no step at all.
+        self._tracing = (
+            None
+            if tracer_provider is None
+            else TracingInterceptor(
+                tracer_provider, strategy=self._balancer.strategy.name, inject=False
+            )
+        )
+        # Accepted now so the signature is stable; metrics come next.
         self._meter_provider = meter_provider
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and its finalizer stops it.
@@ -438,6 +446,8 @@ class ResilientChannel(grpc.aio.Channel):
             outliers=core.config.effective_outlier_detection,
         )
         self._balancer.add_event_listener(self._event_listeners.on_event)
+        if self._tracing is not None:
+            self._event_listeners.add(self._tracing.endpoint_listener())
         self._started = False
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -467,19 +477,22 @@ class ResilientChannel(grpc.aio.Channel):
     @property
     def _direct(self) -> BalancingInterceptor | None:
         """The balancing step, when nothing stands in front of it (the hot path)."""
-        if len(self._interceptors) == 1:
+        if len(self._interceptors) == 1 and self._tracing is None:
             direct: BalancingInterceptor = self._interceptors[0]
             return direct
         return None
 
     def _chain(self, hook: str, terminal: Invoke, method: str | None = None) -> Invoke:
         """The chain of ``hook`` ending in ``terminal``; with the retry step on top when
-        ``method`` has a retry or hedging policy."""
+        ``method`` has a retry or hedging policy, and the tracing step above everything
+        when the channel has a tracer provider."""
         steps = self._interceptors
         if method is not None:
             policy = self._retry.policy(method)
             if policy.retry is not None or policy.hedging is not None:
                 steps = [self._retry, *steps]
+        if self._tracing is not None:
+            steps = [self._tracing, *steps]
         return chain(steps, hook, terminal)
 
     # -- grpc.aio.Channel ----------------------------------------------------------------

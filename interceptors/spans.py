@@ -1,0 +1,348 @@
+"""Call and attempt spans: what both tracing twins and both balancing steps share.
+
+The schema (names, kinds, attributes, events) is written once here; the drivers around
+it - :mod:`interceptors.tracing`, :mod:`interceptors.aio.tracing` and the balancing
+steps - only decide when a span starts and ends. Every call into OpenTelemetry goes
+through :func:`guard`: telemetry that fails is logged once and never reaches the call.
+
+A traced call carries one :class:`CallTrace` in its
+:class:`~interceptors.details.AttemptRecord` (``record.trace``), so the attempt spans
+are children of the call span whatever thread sends the attempt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+
+from resilientrpc.endpoint import Outcome
+from resilientrpc.events import EndpointEvent
+from resilientrpc.retry import EventSink, RetryEvent
+
+__all__ = [
+    "SCOPE",
+    "CallTrace",
+    "add_retry_event",
+    "call_events",
+    "end_attempt",
+    "end_raised",
+    "endpoint_span",
+    "guard",
+    "note_event",
+    "split_method",
+    "start_attempt",
+    "start_call",
+    "tracer_of",
+    "with_headers",
+]
+
+#: The instrumentation scope name of every span resilientrpc makes.
+SCOPE = "resilientrpc"
+
+_log = logging.getLogger(__name__)
+_logged: set[str] = set()
+_OK = grpc.StatusCode.OK
+_CANCELLED = grpc.StatusCode.CANCELLED
+
+#: RetryEvent kinds and the names of the call span events they become.
+_EVENT_NAMES = {
+    "retry": "retry",
+    "transparent": "transparent_retry",
+    "hedge": "hedge",
+    "refused": "retry_refused",
+    "stopped": "retry_stopped",
+}
+
+
+@contextlib.contextmanager
+def guard(what: str) -> Iterator[None]:
+    """Run OpenTelemetry code; an exception from it is logged (once per ``what``) and dropped."""
+    try:
+        yield
+    except Exception:
+        if what not in _logged:
+            _logged.add(what)
+            _log.exception("tracing failed while %s; the call goes on untraced there", what)
+
+
+def tracer_of(tracer_provider: Any) -> Tracer:
+    """resilientrpc's tracer from ``tracer_provider`` (the global one when None)."""
+    return trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
+
+
+def split_method(method: str | bytes) -> tuple[str, str]:
+    """``("pkg.Service", "Method")`` of a full method name ``/pkg.Service/Method``
+    (``grpc.aio`` hands interceptors bytes).
+
+    >>> split_method(b"/echo.Echo/Echo")
+    ('echo.Echo', 'Echo')
+    """
+    if isinstance(method, bytes):
+        method = method.decode("utf-8", "replace")
+    service, _, name = method.lstrip("/").rpartition("/")
+    return service, name
+
+
+def _host_port(address: str) -> tuple[str, int | None]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        return address, None
+    return host.strip("[]"), int(port)
+
+
+def with_headers(metadata: Any, carrier: dict[str, str]) -> Any:
+    """``metadata`` plus the ``carrier``'s headers (same type: tuple or grpc.aio.Metadata)."""
+    if not carrier:
+        return metadata
+    if isinstance(metadata, grpc.aio.Metadata):
+        added = grpc.aio.Metadata(*metadata)
+        for key, value in carrier.items():
+            added[key] = value
+        return added
+    kept = tuple(item for item in metadata or () if item[0] not in carrier)
+    return (*kept, *carrier.items())
+
+
+class CallTrace:
+    """One traced call: its span, the Context that holds it, and how attempts are traced.
+
+    ``attempts`` is the highest attempt number sent (the retry step raises it);
+    ``addresses`` the endpoints its attempts went to; ``running`` the set of running
+    calls it is in until it ends (where endpoint events look for the calls they affect).
+    """
+
+    __slots__ = (
+        "addresses",
+        "attempts",
+        "context",
+        "ended",
+        "method",
+        "propagator",
+        "running",
+        "service",
+        "span",
+        "tracer",
+    )
+
+    def __init__(
+        self,
+        tracer: Tracer,
+        span: Span,
+        propagator: TextMapPropagator | None,
+        service: str,
+        method: str,
+        running: set[CallTrace] | None = None,
+    ) -> None:
+        self.tracer = tracer
+        self.addresses: set[str] = set()
+        self.running = running
+        self.service = service
+        self.method = method
+        self.span = span
+        self.context: Context = trace.set_span_in_context(span)
+        self.propagator = propagator
+        self.attempts = 0
+        self.ended = False
+
+    def inject(self, metadata: Any, context: Context) -> Any:
+        """``metadata`` with ``context`` injected by the propagator (global one by default)."""
+        carrier: dict[str, str] = {}
+        propagator = self.propagator or propagate.get_global_textmap()
+        propagator.inject(carrier, context=context)
+        return with_headers(metadata, carrier)
+
+    def end(self, code: grpc.StatusCode, details: str | None) -> None:
+        """End the call span with its final status (once; later calls do nothing)."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.running is not None:
+            self.running.discard(self)
+        with guard("ending a call span"):
+            span = self.span
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            span.set_attribute("resilientrpc.attempts", max(self.attempts, 1))
+            if code is not _OK:
+                span.set_status(Status(StatusCode.ERROR, f"{code.name}: {details or ''}"))
+            span.end()
+
+
+def end_raised(call: CallTrace, error: BaseException) -> None:
+    """End ``call``'s span for a send that raised ``error`` (an RPC error keeps its code)."""
+    code = grpc.StatusCode.UNKNOWN
+    details = repr(error)
+    with guard("reading a raised error's status"):
+        if isinstance(error, grpc.RpcError) and callable(getattr(error, "code", None)):
+            code = error.code()
+            details = error.details()
+        elif type(error).__name__ == "CancelledError":
+            code, details = _CANCELLED, "cancelled"
+    call.end(code, details)
+
+
+def _metadata_attributes(metadata: Any, keys: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, list[str]] = {}
+    for key, value in metadata or ():
+        if key in keys:
+            text = value if isinstance(value, str) else repr(value)
+            found.setdefault(f"rpc.grpc.request.metadata.{key}", []).append(text)
+    return found
+
+
+def start_call(
+    tracer: Tracer,
+    method: str | bytes,
+    metadata: Any,
+    *,
+    strategy: str | None,
+    propagator: TextMapPropagator | None,
+    record_metadata: Sequence[str],
+    running: set[CallTrace] | None = None,
+) -> CallTrace | None:
+    """Start a call's span (child of the caller's current span); None if tracing failed.
+
+    The call is in ``running`` until it ends."""
+    with guard("starting a call span"):
+        service, name = split_method(method)
+        attributes: dict[str, Any] = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": name,
+        }
+        if strategy is not None:
+            attributes["resilientrpc.strategy"] = strategy
+        if record_metadata:
+            attributes.update(_metadata_attributes(metadata, record_metadata))
+        span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
+        call = CallTrace(tracer, span, propagator, service, name, running)
+        if running is not None:
+            running.add(call)
+        return call
+    return None
+
+
+def start_attempt(
+    call: CallTrace, metadata: Any, record: Any, address: str
+) -> tuple[Any, Span | None]:
+    """Start an attempt's span under ``call``'s; its metadata with the attempt's context."""
+    with guard("starting an attempt span"):
+        service, name = call.service, call.method
+        call.addresses.add(address)
+        host, port = _host_port(address)
+        attributes: dict[str, Any] = {
+            "rpc.system": "grpc",
+            "rpc.service": service,
+            "rpc.method": name,
+            "server.address": host,
+            "resilientrpc.attempt": record.number,
+            "resilientrpc.hedge": record.hedge,
+        }
+        if port is not None:
+            attributes["server.port"] = port
+        span = call.tracer.start_span(
+            f"Attempt.{service}/{name}",
+            context=call.context,
+            kind=SpanKind.CLIENT,
+            attributes=attributes,
+        )
+        with guard("injecting trace context"):
+            metadata = call.inject(metadata, trace.set_span_in_context(span, call.context))
+        return metadata, span
+    return metadata, None
+
+
+def end_attempt(span: Span, outcome: Outcome) -> None:
+    """End an attempt's span with the outcome the balancing step reports to ``pick.done``."""
+    with guard("ending an attempt span"):
+        code = outcome.code
+        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        if code is not _OK:
+            message = outcome.error or code.name
+            span.add_event(
+                "exception",
+                {"exception.type": f"grpc.StatusCode.{code.name}", "exception.message": message},
+            )
+            span.set_status(Status(StatusCode.ERROR, message))
+        span.end()
+
+
+def add_retry_event(call: CallTrace, event: RetryEvent) -> None:
+    """Add ``event`` (what the retry step did) to the call span."""
+    with guard("adding a retry event"):
+        attributes: dict[str, Any] = {"resilientrpc.attempt": event.attempt}
+        if event.code is not None:
+            attributes["rpc.grpc.status_code"] = event.code.value[0]
+        if event.address:
+            attributes["server.address"] = event.address
+        if event.kind in ("retry", "transparent"):
+            attributes["resilientrpc.backoff_ms"] = event.delay * 1000.0
+        if event.reason or event.kind == "retry":
+            attributes["resilientrpc.reason"] = event.reason or (
+                event.code.name if event.code is not None else ""
+            )
+        call.span.add_event(_EVENT_NAMES.get(event.kind, event.kind), attributes)
+
+
+def _trace_of(details: Any) -> CallTrace | None:
+    record = getattr(details, "attempt", None)
+    return None if record is None else record.trace
+
+
+def call_events(sink: EventSink | None, details: Any) -> EventSink | None:
+    """The event sink of one call: ``sink``, plus its call span when the call is traced.
+
+    Built when a retry run starts (after a failure), never on the first-attempt path.
+    """
+    call = _trace_of(details)
+    if call is None:
+        return sink
+
+    def hop(event: RetryEvent) -> None:
+        if sink is not None:
+            sink(event)
+        add_retry_event(call, event)
+
+    return hop
+
+
+def note_event(details: Any, event: RetryEvent) -> None:
+    """Add ``event`` to the call span of ``details``' call, if it is traced."""
+    call = _trace_of(details)
+    if call is not None:
+        add_retry_event(call, event)
+
+
+def endpoint_span(
+    tracer: Tracer, running: set[CallTrace] | None = None
+) -> Callable[[EndpointEvent], None]:
+    """An endpoint event listener: each event an event ``endpoint.<kind>`` on the span of
+    every running call with an attempt on that endpoint, or, when there is none, a short
+    INTERNAL span of its own by that name."""
+
+    def on_event(event: EndpointEvent) -> None:
+        with guard("recording an endpoint event"):
+            name = f"endpoint.{event.kind}"
+            attributes = {"server.address": event.address, "resilientrpc.reason": event.reason}
+            start = int(event.time * 1e9)
+            affected = [c for c in list(running or ()) if event.address in c.addresses]
+            for call in affected:
+                call.span.add_event(name, attributes, timestamp=start)
+            if not affected:
+                span = tracer.start_span(
+                    name,
+                    context=Context(),
+                    kind=SpanKind.INTERNAL,
+                    attributes=attributes,
+                    start_time=start,
+                )
+                span.end(end_time=start)
+
+    return on_event

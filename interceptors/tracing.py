@@ -1,0 +1,168 @@
+"""The tracing step: the outermost interceptor, one OpenTelemetry span per call.
+
+It starts the call span (:mod:`interceptors.spans` holds the schema), hands the call's
+:class:`~interceptors.spans.CallTrace` down in a fresh
+:class:`~interceptors.details.AttemptRecord` - the retry step copies it into each
+attempt's record and the balancing step starts the attempt spans under it - and ends
+the span however the call ends: returned, failed, cancelled, or abandoned (a stream
+nobody reads any more is cancelled by grpc when it is collected, which ends its span).
+
+On a plain grpc channel (``grpc.intercept_channel``) it also injects the call span's
+context into the call's metadata; inside a :class:`resilientrpc.ResilientChannel` each
+attempt injects its own instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from opentelemetry.propagators.textmap import TextMapPropagator
+
+from interceptors.details import AttemptRecord, RetryCallDetails
+from interceptors.spans import (
+    CallTrace,
+    end_raised,
+    endpoint_span,
+    guard,
+    start_call,
+    tracer_of,
+)
+from resilientrpc.events import EndpointEvent
+
+__all__ = ["CallTracer", "TracingInterceptor", "traced_details", "watch"]
+
+
+def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDetails:
+    """``details`` carrying ``call`` in a fresh attempt record (and its context, if ``inject``)."""
+    metadata = details.metadata
+    if inject:
+        with guard("injecting trace context"):
+            metadata = call.inject(metadata, call.context)
+    return RetryCallDetails(
+        details.method,
+        details.timeout,
+        metadata,
+        details.credentials,
+        details.wait_for_ready,
+        getattr(details, "compression", None),
+        AttemptRecord(trace=call),
+    )
+
+
+def watch(call: CallTrace, rpc: Any, on_done: Callable[[Any], None]) -> None:
+    """End ``call``'s span through ``on_done(rpc)`` when ``rpc`` is done.
+
+    However it ends: exhausted, failed, cancelled - or abandoned, since grpc cancels a
+    call collected unfinished, which runs its done callbacks too.
+    """
+    with guard("watching a call"):
+        rpc.add_done_callback(on_done)
+
+
+class CallTracer:
+    """What both tracing twins hold: the tracer, the propagator, and what to record.
+
+    ``tracer_provider``: an OpenTelemetry TracerProvider (the global one when None);
+    ``propagator``: a TextMapPropagator (the global one, W3C traceparent by default, when
+    None); ``record_metadata``: request metadata keys whose values are recorded as
+    ``rpc.grpc.request.metadata.<key>`` (nothing is recorded unless named). A channel
+    passes its ``strategy`` name, and ``inject=False``: its attempts inject their own
+    context.
+    """
+
+    def __init__(
+        self,
+        tracer_provider: Any = None,
+        propagator: TextMapPropagator | None = None,
+        record_metadata: Sequence[str] = (),
+        *,
+        strategy: str | None = None,
+        inject: bool = True,
+    ) -> None:
+        self._tracer = tracer_of(tracer_provider)
+        self._propagator = propagator
+        self._record_metadata = tuple(key.lower() for key in record_metadata)
+        self._strategy = strategy
+        self._inject = inject
+        #: The calls running now (endpoint events go on their spans).
+        self._running: set[CallTrace] = set()
+
+    def endpoint_listener(self) -> Callable[[EndpointEvent], None]:
+        """An endpoint event listener: an event on the spans of the running calls it
+        affects, else a short span of its own."""
+        return endpoint_span(self._tracer, self._running)
+
+    def _start(self, details: Any) -> CallTrace | None:
+        return start_call(
+            self._tracer,
+            details.method,
+            details.metadata,
+            strategy=self._strategy,
+            propagator=self._propagator,
+            record_metadata=self._record_metadata,
+            running=self._running,
+        )
+
+
+class TracingInterceptor(
+    CallTracer,
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """One span per call, on any grpc channel; outermost in a ResilientChannel.
+
+    >>> channel = grpc.intercept_channel(  # doctest: +SKIP
+    ...     grpc.insecure_channel("127.0.0.1:50051"), TracingInterceptor(provider)
+    ... )
+
+    Arguments: see :class:`CallTracer`.
+    """
+
+    def _intercept(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
+        call = self._start(details)
+        if call is None:
+            return continuation(details, request)
+        try:
+            rpc = continuation(traced_details(details, call, self._inject), request)
+        except BaseException as error:
+            end_raised(call, error)
+            raise
+
+        def on_done(finished: Any) -> None:
+            with guard("reading a call's status"):
+                call.end(finished.code(), finished.details())
+
+        watch(call, rpc, on_done)
+        return rpc
+
+    def intercept_unary_unary(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_unary_stream(
+        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request)
+
+    def intercept_stream_unary(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        client_call_details: Any,
+        request_iterator: Iterator[Any],
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
+
+    def intercept_stream_stream(
+        self,
+        continuation: Callable[[Any, Any], Any],
+        client_call_details: Any,
+        request_iterator: Iterator[Any],
+    ) -> Any:
+        return self._intercept(continuation, client_call_details, request_iterator)
