@@ -13,6 +13,7 @@ are children of the call span whatever thread sends the attempt.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "end_attempt",
     "end_raised",
     "endpoint_span",
+    "failed",
     "guard",
     "note_event",
     "split_method",
@@ -62,15 +64,21 @@ _EVENT_NAMES = {
 }
 
 
+def failed(what: str) -> None:
+    """Log the exception being handled (once per ``what``); the per-call functions below
+    call it from a plain ``try``, which costs nothing until something raises."""
+    if what not in _logged:
+        _logged.add(what)
+        _log.exception("tracing failed while %s; the call goes on untraced there", what)
+
+
 @contextlib.contextmanager
 def guard(what: str) -> Iterator[None]:
     """Run OpenTelemetry code; an exception from it is logged (once per ``what``) and dropped."""
     try:
         yield
     except Exception:
-        if what not in _logged:
-            _logged.add(what)
-            _log.exception("tracing failed while %s; the call goes on untraced there", what)
+        failed(what)
 
 
 def tracer_of(tracer_provider: Any) -> Tracer:
@@ -78,9 +86,10 @@ def tracer_of(tracer_provider: Any) -> Tracer:
     return trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
 
 
+@functools.lru_cache(maxsize=1024)
 def split_method(method: str | bytes) -> tuple[str, str]:
     """``("pkg.Service", "Method")`` of a full method name ``/pkg.Service/Method``
-    (``grpc.aio`` hands interceptors bytes).
+    (``grpc.aio`` hands interceptors bytes); remembered, a channel has few methods.
 
     >>> split_method(b"/echo.Echo/Echo")
     ('echo.Echo', 'Echo')
@@ -91,6 +100,7 @@ def split_method(method: str | bytes) -> tuple[str, str]:
     return service, name
 
 
+@functools.lru_cache(maxsize=1024)
 def _host_port(address: str) -> tuple[str, int | None]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():
@@ -166,13 +176,19 @@ class CallTrace:
         self.ended = True
         if self.running is not None:
             self.running.discard(self)
-        with guard("ending a call span"):
+        try:
             span = self.span
-            span.set_attribute("rpc.grpc.status_code", code.value[0])
-            span.set_attribute("resilientrpc.attempts", max(self.attempts, 1))
+            span.set_attributes(
+                {
+                    "rpc.grpc.status_code": code.value[0],
+                    "resilientrpc.attempts": max(self.attempts, 1),
+                }
+            )
             if code is not _OK:
                 span.set_status(Status(StatusCode.ERROR, f"{code.name}: {details or ''}"))
             span.end()
+        except Exception:
+            failed("ending a call span")
 
 
 def end_raised(call: CallTrace, error: BaseException) -> None:
@@ -210,7 +226,7 @@ def start_call(
     """Start a call's span (child of the caller's current span); None if tracing failed.
 
     The call is in ``running`` until it ends."""
-    with guard("starting a call span"):
+    try:
         service, name = split_method(method)
         attributes: dict[str, Any] = {
             "rpc.system": "grpc",
@@ -225,15 +241,17 @@ def start_call(
         call = CallTrace(tracer, span, propagator, service, name, running)
         if running is not None:
             running.add(call)
-        return call
-    return None
+    except Exception:
+        failed("starting a call span")
+        return None
+    return call
 
 
 def start_attempt(
     call: CallTrace, metadata: Any, record: Any, address: str
 ) -> tuple[Any, Span | None]:
     """Start an attempt's span under ``call``'s; its metadata with the attempt's context."""
-    with guard("starting an attempt span"):
+    try:
         service, name = call.service, call.method
         call.addresses.add(address)
         host, port = _host_port(address)
@@ -253,15 +271,19 @@ def start_attempt(
             kind=SpanKind.CLIENT,
             attributes=attributes,
         )
-        with guard("injecting trace context"):
-            metadata = call.inject(metadata, trace.set_span_in_context(span, call.context))
-        return metadata, span
-    return metadata, None
+    except Exception:
+        failed("starting an attempt span")
+        return metadata, None
+    try:
+        metadata = call.inject(metadata, trace.set_span_in_context(span, call.context))
+    except Exception:
+        failed("injecting trace context")
+    return metadata, span
 
 
 def end_attempt(span: Span, outcome: Outcome) -> None:
     """End an attempt's span with the outcome the balancing step reports to ``pick.done``."""
-    with guard("ending an attempt span"):
+    try:
         code = outcome.code
         span.set_attribute("rpc.grpc.status_code", code.value[0])
         if code is not _OK:
@@ -272,6 +294,8 @@ def end_attempt(span: Span, outcome: Outcome) -> None:
             )
             span.set_status(Status(StatusCode.ERROR, message))
         span.end()
+    except Exception:
+        failed("ending an attempt span")
 
 
 def add_retry_event(call: CallTrace, event: RetryEvent) -> None:

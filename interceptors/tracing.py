@@ -25,6 +25,7 @@ from interceptors.spans import (
     CallTrace,
     end_raised,
     endpoint_span,
+    failed,
     guard,
     start_call,
     tracer_of,
@@ -57,8 +58,10 @@ def watch(call: CallTrace, rpc: Any, on_done: Callable[[Any], None]) -> None:
     However it ends: exhausted, failed, cancelled - or abandoned, since grpc cancels a
     call collected unfinished, which runs its done callbacks too.
     """
-    with guard("watching a call"):
+    try:
         rpc.add_done_callback(on_done)
+    except Exception:
+        failed("watching a call")
 
 
 class CallTracer:
@@ -135,8 +138,12 @@ class TracingInterceptor(
             raise
 
         def on_done(finished: Any) -> None:
-            with guard("reading a call's status"):
-                call.end(finished.code(), finished.details())
+            try:
+                code, details = finished.code(), finished.details()
+            except Exception:
+                failed("reading a call's status")
+                return
+            call.end(code, details)
 
         watch(call, rpc, on_done)
         return rpc

@@ -53,6 +53,7 @@ from resilientrpc.bench.pick_cost import (
 from resilientrpc.bench.report import markdown_document, text_table
 from resilientrpc.bench.results import Row
 from resilientrpc.bench.retries import FULL_RETRY_BUDGET, QUICK_RETRY_BUDGET, retry_rows
+from resilientrpc.bench.tracing import TRACED_GOAL, tracing_rows
 from resilientrpc.testing import Faults
 
 __all__ = [
@@ -68,8 +69,8 @@ __all__ = [
     "main",
 ]
 
-SCENARIOS = ("latency", "throughput", "slow", "pick", "faults", "retries")
-#: What runs without --scenario: all but the fault and retry scenarios (minutes more each).
+SCENARIOS = ("latency", "throughput", "slow", "pick", "faults", "retries", "tracing")
+#: What runs without --scenario: all but the fault, retry and tracing scenarios.
 DEFAULT_SCENARIOS = ("latency", "throughput", "slow", "pick")
 TWINS = ("sync", "aio", "both")
 #: Extra latency of the slow backend in scenario 3, seconds.
@@ -137,6 +138,14 @@ def _epilog() -> str:
         "              perAttemptRecvTimeout, 5 % stalls of 200 ms with hedging, first-attempt",
         "              latency with a retryPolicy vs plain; --seconds bounds each column",
         f"              (default {FULL_RETRY_BUDGET.seconds:g} s)",
+        "  tracing     only when asked for (issue 10; sync twin, needs the otlp extra): per-call",
+        "              latency against a plain channel of a ResilientChannel without a tracer",
+        f"              provider (goal {network.LATENCY_GOAL_SYNC}), with tracing on (every call "
+        "sampled,",
+        "              batched, OTLP to a local receiver; goal "
+        f"{TRACED_GOAL}) and of one hand-made",
+        "              span per call on a plain channel (reference); the latency budget",
+        "              (--calls, --seconds) applies",
         "",
         "budgets per measured variant:",
         f"  full run: {_describe(FULL_BUDGET, FULL_PICKS)}",
@@ -440,7 +449,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     skipped_aio = args.twin == "both" and not aio_available
     run = _Run()
     picks, rounds = QUICK_PICKS if args.quick else FULL_PICKS
-    network_scenarios = [name for name in scenarios if name not in ("pick", "faults", "retries")]
+    network_scenarios = [
+        name for name in scenarios if name not in ("pick", "faults", "retries", "tracing")
+    ]
     with contextlib.ExitStack() as stack:
         fleets = _Fleets(args.backends, stack)
         for index, twin in enumerate(twins):
@@ -461,6 +472,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run_faults(run, twins, args)
     if "retries" in scenarios:
         _run_retries(run, twins, args)
+    if "tracing" in scenarios:
+        run.scenario(
+            "tracing (sync)",
+            lambda: tracing_rows(budget, mode=args.backends, seed=args.seed),
+        )
     run.progress("done")
     if skipped_aio:
         print(
