@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -25,10 +26,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from resilientrpc.endpoint import Outcome
 from resilientrpc.events import EndpointEvent
+from resilientrpc.metrics import ClientMetrics, grpc_method
 from resilientrpc.retry import EventSink, RetryEvent
 
 __all__ = [
     "SCOPE",
+    "AttemptTrace",
     "CallTrace",
     "add_retry_event",
     "call_events",
@@ -117,18 +120,26 @@ class CallTrace:
     ``attempts`` is the highest attempt number sent (the retry step raises it);
     ``addresses`` the endpoints its attempts went to; ``running`` the set of running
     calls it is in until it ends (where endpoint events look for the calls they affect).
+    With ``metrics``, the call also counts its retries, hedges and backoff
+    (``retries``, ``hedges``, ``delay``) and records them with its duration when it ends.
     """
 
     __slots__ = (
         "addresses",
         "attempts",
         "context",
+        "delay",
         "ended",
+        "grpc_method",
+        "hedges",
         "method",
+        "metrics",
         "propagator",
+        "retries",
         "running",
         "service",
         "span",
+        "started",
         "tracer",
     )
 
@@ -140,8 +151,15 @@ class CallTrace:
         service: str,
         method: str,
         running: set[CallTrace] | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self.tracer = tracer
+        self.metrics = metrics
+        self.grpc_method = grpc_method(service, method)
+        self.started = time.perf_counter()
+        self.retries = 0
+        self.hedges = 0
+        self.delay = 0.0
         self.addresses: set[str] = set()
         self.running = running
         self.service = service
@@ -173,6 +191,26 @@ class CallTrace:
             if code is not _OK:
                 span.set_status(Status(StatusCode.ERROR, f"{code.name}: {details or ''}"))
             span.end()
+        if self.metrics is not None:
+            with guard("recording call metrics"):
+                self.metrics.call_ended(
+                    self.grpc_method,
+                    code,
+                    time.perf_counter() - self.started,
+                    retries=self.retries,
+                    hedges=self.hedges,
+                    delay=self.delay,
+                )
+
+
+class AttemptTrace:
+    """One attempt of a traced call: its span and the call it belongs to."""
+
+    __slots__ = ("call", "span")
+
+    def __init__(self, call: CallTrace, span: Span) -> None:
+        self.call = call
+        self.span = span
 
 
 def end_raised(call: CallTrace, error: BaseException) -> None:
@@ -206,10 +244,11 @@ def start_call(
     propagator: TextMapPropagator | None,
     record_metadata: Sequence[str],
     running: set[CallTrace] | None = None,
+    metrics: ClientMetrics | None = None,
 ) -> CallTrace | None:
     """Start a call's span (child of the caller's current span); None if tracing failed.
 
-    The call is in ``running`` until it ends."""
+    The call is in ``running`` until it ends; its metrics go to ``metrics``, if given."""
     with guard("starting a call span"):
         service, name = split_method(method)
         attributes: dict[str, Any] = {
@@ -222,7 +261,7 @@ def start_call(
         if record_metadata:
             attributes.update(_metadata_attributes(metadata, record_metadata))
         span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
-        call = CallTrace(tracer, span, propagator, service, name, running)
+        call = CallTrace(tracer, span, propagator, service, name, running, metrics)
         if running is not None:
             running.add(call)
         return call
@@ -231,8 +270,12 @@ def start_call(
 
 def start_attempt(
     call: CallTrace, metadata: Any, record: Any, address: str
-) -> tuple[Any, Span | None]:
-    """Start an attempt's span under ``call``'s; its metadata with the attempt's context."""
+) -> tuple[Any, AttemptTrace | None]:
+    """Start an attempt's span under ``call``'s (and count it, with metrics); its metadata
+    with the attempt's context."""
+    if call.metrics is not None:
+        with guard("counting an attempt"):
+            call.metrics.attempt_started(call.grpc_method)
     with guard("starting an attempt span"):
         service, name = call.service, call.method
         call.addresses.add(address)
@@ -255,12 +298,18 @@ def start_attempt(
         )
         with guard("injecting trace context"):
             metadata = call.inject(metadata, trace.set_span_in_context(span, call.context))
-        return metadata, span
+        return metadata, AttemptTrace(call, span)
     return metadata, None
 
 
-def end_attempt(span: Span, outcome: Outcome) -> None:
-    """End an attempt's span with the outcome the balancing step reports to ``pick.done``."""
+def end_attempt(attempt: AttemptTrace, outcome: Outcome) -> None:
+    """End an attempt's span (and record its duration, with metrics) with the outcome the
+    balancing step reports to ``pick.done``."""
+    metrics = attempt.call.metrics
+    if metrics is not None:
+        with guard("recording attempt metrics"):
+            metrics.attempt_ended(attempt.call.grpc_method, outcome)
+    span = attempt.span
     with guard("ending an attempt span"):
         code = outcome.code
         span.set_attribute("rpc.grpc.status_code", code.value[0])
@@ -275,7 +324,12 @@ def end_attempt(span: Span, outcome: Outcome) -> None:
 
 
 def add_retry_event(call: CallTrace, event: RetryEvent) -> None:
-    """Add ``event`` (what the retry step did) to the call span."""
+    """Add ``event`` (what the retry step did) to the call span (and count it)."""
+    if event.kind == "retry":
+        call.retries += 1
+        call.delay += event.delay
+    elif event.kind == "hedge":
+        call.hedges += 1
     with guard("adding a retry event"):
         attributes: dict[str, Any] = {"resilientrpc.attempt": event.attempt}
         if event.code is not None:
