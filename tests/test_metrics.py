@@ -7,6 +7,7 @@ fails and the one that succeeds are known.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -19,8 +20,10 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 
+import resilientrpc
 from resilientrpc import events
 from resilientrpc.config import ConsecutiveFailures, OutlierDetection, RoundRobin, ServiceConfig
+from resilientrpc.retry import RetryEvent
 from resilientrpc.testing import Backends
 from tests.test_tracing import CALL, FAIL_OVER, OpenChannel, config
 from tests.twins import ChannelHandle
@@ -84,6 +87,8 @@ def test_a_call_that_fails_over_is_two_attempts_and_one_retry(
     group = backends(2)
     group[0].configure(error_rate=1.0)
     handle = opened(open_channel, group.addresses, metrics, config(FAIL_OVER))
+    seen: list[RetryEvent] = []
+    getattr(handle, "channel").add_retry_listener(seen.append)  # noqa: B009 - both have it
     assert handle.echo("hi").backend == group[1].name
     target = ",".join(group.addresses)
     (started,) = metrics.wait("grpc.client.attempt.started", lambda p: total(p) == 2)
@@ -104,7 +109,9 @@ def test_a_call_that_fails_over_is_two_attempts_and_one_retry(
     assert (retries.count, retries.sum) == (1, 1)
     assert dict(retries.attributes) == {"grpc.method": METHOD, "grpc.target": target}
     (delay,) = metrics.points("grpc.client.call.retry_delay")
-    assert delay.count == 1 and 0.0 <= delay.sum <= 0.02
+    assert eventually(lambda: [e.kind for e in seen] == ["retry"])
+    assert (delay.count, delay.sum) == (1, pytest.approx(seen[0].delay))
+    assert 0.0 < delay.sum <= 0.02
     assert metrics.points("grpc.client.call.hedges") == []
 
 
@@ -222,3 +229,15 @@ def test_tracing_without_a_meter_provider_records_no_metrics(
     channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
     assert channel._tracing._metrics is None
     tracer_provider.shutdown()
+
+
+def test_a_dropped_channel_is_not_kept_by_the_meter_provider(
+    backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(1)
+    channel = resilientrpc.ResilientChannel(group.addresses, meter_provider=metrics.provider)
+    assert metrics.points("resilientrpc.endpoint.outstanding") != []
+    channel.close()
+    del channel
+    gc.collect()
+    assert metrics.points("resilientrpc.endpoint.outstanding") == []
