@@ -12,6 +12,7 @@ metric work at all.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -93,7 +94,9 @@ def grpc_method(service: str, method: str) -> str:
 class ClientMetrics:
     """Every instrument of one channel; ``target`` is its ``grpc.target`` attribute.
 
-    ``endpoints`` (``channel.endpoints``) feeds the observable outstanding-calls gauge.
+    ``endpoints`` (a bound method, such as the balancer's ``statuses``) feeds the
+    observable outstanding-calls gauge; it is held weakly, so the meter provider does
+    not keep a dropped channel's balancer alive.
     """
 
     def __init__(
@@ -104,7 +107,7 @@ class ClientMetrics:
     ) -> None:
         meter = get_meter(SCOPE, meter_provider=meter_provider)
         self.target = target
-        self._endpoints = endpoints
+        self._endpoints = None if endpoints is None else weakref.WeakMethod(endpoints)
         self._attempts_started = meter.create_counter(
             "grpc.client.attempt.started", unit="{attempt}", description="Attempts started."
         )
@@ -182,12 +185,13 @@ class ClientMetrics:
         return {"grpc.method": method, "grpc.target": self.target, "grpc.status": code.name}
 
     def _observe_outstanding(self, options: CallbackOptions) -> Iterable[Observation]:
-        if self._endpoints is None:
+        endpoints = None if self._endpoints is None else self._endpoints()
+        if endpoints is None:
             return []
         return [
             Observation(
                 status.outstanding,
                 {"server.address": status.address, "grpc.target": self.target},
             )
-            for status in self._endpoints()
+            for status in endpoints()
         ]

@@ -23,6 +23,8 @@ from opentelemetry.sdk.trace import TracerProvider
 import resilientrpc
 from resilientrpc import events
 from resilientrpc.config import ConsecutiveFailures, OutlierDetection, RoundRobin, ServiceConfig
+from resilientrpc.endpoint import EndpointStatus
+from resilientrpc.metrics import ClientMetrics
 from resilientrpc.retry import RetryEvent
 from resilientrpc.testing import Backends
 from tests.test_tracing import CALL, FAIL_OVER, OpenChannel, config
@@ -231,13 +233,26 @@ def test_tracing_without_a_meter_provider_records_no_metrics(
     tracer_provider.shutdown()
 
 
-def test_a_dropped_channel_is_not_kept_by_the_meter_provider(
+class _Endpoints:
+    """What a balancer gives the gauge: a ``statuses`` method."""
+
+    def __init__(self, status: EndpointStatus) -> None:
+        self.status = status
+
+    def statuses(self) -> list[EndpointStatus]:
+        return [self.status]
+
+
+def test_the_meter_provider_does_not_keep_a_balancer_alive(
     backends: Callable[..., Backends], metrics: Metrics
 ) -> None:
     group = backends(1)
-    channel = resilientrpc.ResilientChannel(group.addresses, meter_provider=metrics.provider)
-    assert metrics.points("resilientrpc.endpoint.outstanding") != []
-    channel.close()
-    del channel
+    with resilientrpc.ResilientChannel(group.addresses) as channel:
+        (status,) = channel.endpoints()
+    owner = _Endpoints(status)
+    ClientMetrics(metrics.provider, "t", owner.statuses)
+    (point,) = metrics.points("resilientrpc.endpoint.outstanding")
+    assert point.attributes["server.address"] == group[0].address
+    del owner
     gc.collect()
     assert metrics.points("resilientrpc.endpoint.outstanding") == []
