@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -26,10 +27,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from resilientrpc.endpoint import Outcome
 from resilientrpc.events import EndpointEvent
+from resilientrpc.metrics import ClientMetrics, grpc_method
 from resilientrpc.retry import EventSink, RetryEvent
 
 __all__ = [
     "SCOPE",
+    "AttemptTrace",
     "CallTrace",
     "add_retry_event",
     "call_events",
@@ -127,18 +130,26 @@ class CallTrace:
     ``attempts`` is the highest attempt number sent (the retry step raises it);
     ``addresses`` the endpoints its attempts went to; ``running`` the set of running
     calls it is in until it ends (where endpoint events look for the calls they affect).
+    With ``metrics``, the call also counts its retries, hedges and backoff
+    (``retries``, ``hedges``, ``delay``) and records them with its duration when it ends.
     """
 
     __slots__ = (
         "addresses",
         "attempts",
         "context",
+        "delay",
         "ended",
+        "grpc_method",
+        "hedges",
         "method",
+        "metrics",
         "propagator",
+        "retries",
         "running",
         "service",
         "span",
+        "started",
         "tracer",
     )
 
@@ -150,8 +161,15 @@ class CallTrace:
         service: str,
         method: str,
         running: set[CallTrace] | None = None,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self.tracer = tracer
+        self.metrics = metrics
+        self.grpc_method = grpc_method(service, method)
+        self.started = time.perf_counter()
+        self.retries = 0
+        self.hedges = 0
+        self.delay = 0.0
         self.addresses: set[str] = set()
         self.running = running
         self.service = service
@@ -189,6 +207,28 @@ class CallTrace:
             span.end()
         except Exception:
             failed("ending a call span")
+        if self.metrics is not None:
+            try:
+                self.metrics.call_ended(
+                    self.grpc_method,
+                    code,
+                    time.perf_counter() - self.started,
+                    retries=self.retries,
+                    hedges=self.hedges,
+                    delay=self.delay,
+                )
+            except Exception:
+                failed("recording call metrics")
+
+
+class AttemptTrace:
+    """One attempt of a traced call: its span and the call it belongs to."""
+
+    __slots__ = ("call", "span")
+
+    def __init__(self, call: CallTrace, span: Span) -> None:
+        self.call = call
+        self.span = span
 
 
 def end_raised(call: CallTrace, error: BaseException) -> None:
@@ -222,10 +262,11 @@ def start_call(
     propagator: TextMapPropagator | None,
     record_metadata: Sequence[str],
     running: set[CallTrace] | None = None,
+    metrics: ClientMetrics | None = None,
 ) -> CallTrace | None:
     """Start a call's span (child of the caller's current span); None if tracing failed.
 
-    The call is in ``running`` until it ends."""
+    The call is in ``running`` until it ends; its metrics go to ``metrics``, if given."""
     try:
         service, name = split_method(method)
         attributes: dict[str, Any] = {
@@ -238,7 +279,7 @@ def start_call(
         if record_metadata:
             attributes.update(_metadata_attributes(metadata, record_metadata))
         span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
-        call = CallTrace(tracer, span, propagator, service, name, running)
+        call = CallTrace(tracer, span, propagator, service, name, running, metrics)
         if running is not None:
             running.add(call)
     except Exception:
@@ -249,8 +290,14 @@ def start_call(
 
 def start_attempt(
     call: CallTrace, metadata: Any, record: Any, address: str
-) -> tuple[Any, Span | None]:
-    """Start an attempt's span under ``call``'s; its metadata with the attempt's context."""
+) -> tuple[Any, AttemptTrace | None]:
+    """Start an attempt's span under ``call``'s (and count it, with metrics); its metadata
+    with the attempt's context."""
+    if call.metrics is not None:
+        try:
+            call.metrics.attempt_started(call.grpc_method)
+        except Exception:
+            failed("counting an attempt")
     try:
         service, name = call.service, call.method
         call.addresses.add(address)
@@ -278,11 +325,19 @@ def start_attempt(
         metadata = call.inject(metadata, trace.set_span_in_context(span, call.context))
     except Exception:
         failed("injecting trace context")
-    return metadata, span
+    return metadata, AttemptTrace(call, span)
 
 
-def end_attempt(span: Span, outcome: Outcome) -> None:
-    """End an attempt's span with the outcome the balancing step reports to ``pick.done``."""
+def end_attempt(attempt: AttemptTrace, outcome: Outcome) -> None:
+    """End an attempt's span (and record its duration, with metrics) with the outcome the
+    balancing step reports to ``pick.done``."""
+    metrics = attempt.call.metrics
+    if metrics is not None:
+        try:
+            metrics.attempt_ended(attempt.call.grpc_method, outcome)
+        except Exception:
+            failed("recording attempt metrics")
+    span = attempt.span
     try:
         code = outcome.code
         span.set_attribute("rpc.grpc.status_code", code.value[0])
@@ -299,7 +354,12 @@ def end_attempt(span: Span, outcome: Outcome) -> None:
 
 
 def add_retry_event(call: CallTrace, event: RetryEvent) -> None:
-    """Add ``event`` (what the retry step did) to the call span."""
+    """Add ``event`` (what the retry step did) to the call span (and count it)."""
+    if event.kind == "retry":
+        call.retries += 1
+        call.delay += event.delay
+    elif event.kind == "hedge":
+        call.hedges += 1
     with guard("adding a retry event"):
         attributes: dict[str, Any] = {"resilientrpc.attempt": event.attempt}
         if event.code is not None:

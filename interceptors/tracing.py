@@ -15,10 +15,11 @@ attempt injects its own instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.trace import NoOpTracerProvider
 
 from interceptors.details import AttemptRecord, RetryCallDetails
 from interceptors.spans import (
@@ -30,9 +31,11 @@ from interceptors.spans import (
     start_call,
     tracer_of,
 )
+from resilientrpc.endpoint import EndpointStatus
 from resilientrpc.events import EndpointEvent
+from resilientrpc.metrics import ClientMetrics
 
-__all__ = ["CallTracer", "TracingInterceptor", "traced_details", "watch"]
+__all__ = ["CallTracer", "TracingInterceptor", "channel_tracer", "traced_details", "watch"]
 
 
 def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDetails:
@@ -72,7 +75,7 @@ class CallTracer:
     None); ``record_metadata``: request metadata keys whose values are recorded as
     ``rpc.grpc.request.metadata.<key>`` (nothing is recorded unless named). A channel
     passes its ``strategy`` name, and ``inject=False``: its attempts inject their own
-    context.
+    context. With ``metrics`` every call and attempt also feeds its instruments.
     """
 
     def __init__(
@@ -83,8 +86,10 @@ class CallTracer:
         *,
         strategy: str | None = None,
         inject: bool = True,
+        metrics: ClientMetrics | None = None,
     ) -> None:
         self._tracer = tracer_of(tracer_provider)
+        self._metrics = metrics
         self._propagator = propagator
         self._record_metadata = tuple(key.lower() for key in record_metadata)
         self._strategy = strategy
@@ -94,8 +99,18 @@ class CallTracer:
 
     def endpoint_listener(self) -> Callable[[EndpointEvent], None]:
         """An endpoint event listener: an event on the spans of the running calls it
-        affects, else a short span of its own."""
-        return endpoint_span(self._tracer, self._running)
+        affects, else a short span of its own (and, with metrics, counted there)."""
+        spans = endpoint_span(self._tracer, self._running)
+        if self._metrics is None:
+            return spans
+        counted = self._metrics.endpoint_listener()
+
+        def on_event(event: EndpointEvent) -> None:
+            spans(event)
+            with guard("counting an endpoint event"):
+                counted(event)
+
+        return on_event
 
     def _start(self, details: Any) -> CallTrace | None:
         return start_call(
@@ -106,7 +121,34 @@ class CallTracer:
             propagator=self._propagator,
             record_metadata=self._record_metadata,
             running=self._running,
+            metrics=self._metrics,
         )
+
+
+Tracer = TypeVar("Tracer", bound=CallTracer)
+
+
+def channel_tracer(
+    kind: type[Tracer],
+    tracer_provider: Any,
+    meter_provider: Any,
+    *,
+    strategy: str,
+    target: Sequence[str] | str,
+    statuses: Callable[[], list[EndpointStatus]],
+) -> Tracer | None:
+    """A channel's tracing step (of either twin: ``kind``); None - no step at all - when
+    it has neither a tracer nor a meter provider. Metrics alone trace into a no-op tracer.
+    """
+    if tracer_provider is None and meter_provider is None:
+        return None
+    metrics = None
+    if meter_provider is not None:
+        name = target if isinstance(target, str) else ",".join(target)
+        metrics = ClientMetrics(meter_provider, name, statuses)
+    if tracer_provider is None:
+        tracer_provider = NoOpTracerProvider()
+    return kind(tracer_provider, strategy=strategy, inject=False, metrics=metrics)
 
 
 class TracingInterceptor(

@@ -23,7 +23,7 @@ import grpc.aio
 from interceptors.balancing import NOT_NOW, BalancingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
 from interceptors.retry import RetryInterceptor
-from interceptors.tracing import TracingInterceptor
+from interceptors.tracing import TracingInterceptor, channel_tracer
 from resilientrpc._calls import (
     Deserializer,
     ResponseFuture,
@@ -476,16 +476,16 @@ class ResilientChannel(grpc.Channel):
         # Futures and streams must not block their caller: their chains end in the
         # deferring twin of the balancing step.
         self._deferring = balancing.deferring()
-        # Tracing, outermost, only when a tracer provider is given: none, no step at all.
-        self._tracing = (
-            None
-            if tracer_provider is None
-            else TracingInterceptor(
-                tracer_provider, strategy=self._balancer.strategy.name, inject=False
-            )
+        # Tracing and metrics, outermost, only when a tracer or a meter provider is
+        # given: neither, no step at all.
+        self._tracing = channel_tracer(
+            TracingInterceptor,
+            tracer_provider,
+            meter_provider,
+            strategy=self._balancer.strategy.name,
+            target=targets,
+            statuses=self._balancer.statuses,
         )
-        # Accepted now so the signature is stable; metrics come next.
-        self._meter_provider = meter_provider
         self._subscriptions = _Subscriptions(self._callbacks)
         self._closed = False
         self._close_lock = threading.Lock()

@@ -37,6 +37,14 @@ OpenChannel = Callable[..., ChannelHandle]
 OK_CODE = grpc.StatusCode.OK.value[0]
 UNAVAILABLE_CODE = grpc.StatusCode.UNAVAILABLE.value[0]
 CANCELLED_CODE = grpc.StatusCode.CANCELLED.value[0]
+#: Two attempts, the second after 10-20 ms: a call that fails over to the second backend.
+FAIL_OVER: dict[str, Any] = {
+    "maxAttempts": 2,
+    "initialBackoff": "0.01s",
+    "maxBackoff": "0.02s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
 
 
 class Tracing:
@@ -129,14 +137,7 @@ def test_a_call_that_fails_over(
 ) -> None:
     group = backends(2)
     group[0].configure(error_rate=1.0)
-    policy = {
-        "maxAttempts": 2,
-        "initialBackoff": "0.01s",
-        "maxBackoff": "0.02s",
-        "backoffMultiplier": 2,
-        "retryableStatusCodes": ["UNAVAILABLE"],
-    }
-    handle = opened(open_channel, group.addresses, tracing, config(policy))
+    handle = opened(open_channel, group.addresses, tracing, config(FAIL_OVER))
     assert handle.echo("hi").backend == group[1].name
     (call,) = tracing.wait(CALL, 1)
     assert (call.attributes or {})["resilientrpc.attempts"] == 2

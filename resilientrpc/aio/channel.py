@@ -30,6 +30,7 @@ from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.aio.retry import RetryInterceptor, watch_first
 from interceptors.aio.tracing import TracingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
+from interceptors.tracing import channel_tracer
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
 from resilientrpc._event_listeners import (
@@ -425,16 +426,16 @@ class ResilientChannel(grpc.aio.Channel):
             buffer_limit=core.options.retry_buffer_limit,
             events=self._retry_listeners.on_event,
         )
-        # Tracing, outermost, only when a tracer provider is given: none, no step at all.
-        self._tracing = (
-            None
-            if tracer_provider is None
-            else TracingInterceptor(
-                tracer_provider, strategy=self._balancer.strategy.name, inject=False
-            )
+        # Tracing and metrics, outermost, only when a tracer or a meter provider is
+        # given: neither, no step at all.
+        self._tracing = channel_tracer(
+            TracingInterceptor,
+            tracer_provider,
+            meter_provider,
+            strategy=self._balancer.strategy.name,
+            target=targets,
+            statuses=self._balancer.statuses,
         )
-        # Accepted now so the signature is stable; metrics come next.
-        self._meter_provider = meter_provider
         # Nothing in the background refers back to the channel, so an unclosed channel
         # that nobody (no stub) holds any more is collected, and its finalizer stops it.
         self._supervisor = Supervisor(

@@ -1,0 +1,258 @@
+"""Metrics, both twins: the A66, A96 and per-endpoint instruments against real backends,
+read with the SDK's in-memory metric reader.
+
+The channels use ``pick_first`` with the backends in a known order, so the attempt that
+fails and the one that succeeds are known.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import suppress
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+
+import resilientrpc
+from resilientrpc import events
+from resilientrpc.config import ConsecutiveFailures, OutlierDetection, RoundRobin, ServiceConfig
+from resilientrpc.endpoint import EndpointStatus
+from resilientrpc.metrics import ClientMetrics
+from resilientrpc.retry import RetryEvent
+from resilientrpc.testing import Backends
+from tests.test_tracing import CALL, FAIL_OVER, OpenChannel, config
+from tests.twins import ChannelHandle
+from tests.waiting import eventually
+
+METHOD = CALL
+#: Most calls a test makes to get an endpoint ejected (a bound; it takes a handful).
+MAX_CALLS = 200
+
+
+class Metrics:
+    """A MeterProvider read into memory, and the data points of its instruments."""
+
+    def __init__(self) -> None:
+        self.reader = InMemoryMetricReader()
+        self.provider = MeterProvider(metric_readers=[self.reader])
+
+    def points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        found: list[Any] = []
+        for resource in data.resource_metrics if data is not None else ():
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        found.extend(metric.data.data_points)
+        return found
+
+    def wait(self, name: str, check: Callable[[list[Any]], bool]) -> Any:
+        """The points of ``name`` once ``check`` holds for them (bounded wait)."""
+        assert eventually(lambda: check(self.points(name))), (name, self.points(name))
+        return self.points(name)
+
+
+@pytest.fixture
+def metrics() -> Iterator[Metrics]:
+    measured = Metrics()
+    yield measured
+    measured.provider.shutdown()
+
+
+def opened(
+    open_channel: OpenChannel, targets: Sequence[str], metrics: Metrics, service_config: Any
+) -> ChannelHandle:
+    handle = open_channel(list(targets), config=service_config, meter_provider=metrics.provider)
+    handle.wait_ready(5)
+    assert eventually(lambda: all(e.state == "READY" for e in handle.endpoints()))
+    return handle
+
+
+def by_status(points: list[Any]) -> dict[str, Any]:
+    return {p.attributes["grpc.status"]: p for p in points}
+
+
+def total(points: list[Any]) -> int:
+    return sum(p.value if hasattr(p, "value") else p.count for p in points)
+
+
+def test_a_call_that_fails_over_is_two_attempts_and_one_retry(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(2)
+    group[0].configure(error_rate=1.0)
+    handle = opened(open_channel, group.addresses, metrics, config(FAIL_OVER))
+    seen: list[RetryEvent] = []
+    getattr(handle, "channel").add_retry_listener(seen.append)  # noqa: B009 - both have it
+    assert handle.echo("hi").backend == group[1].name
+    target = ",".join(group.addresses)
+    (started,) = metrics.wait("grpc.client.attempt.started", lambda p: total(p) == 2)
+    assert dict(started.attributes) == {"grpc.method": METHOD, "grpc.target": target}
+    attempts = by_status(metrics.wait("grpc.client.attempt.duration", lambda p: total(p) == 2))
+    assert sorted(attempts) == ["OK", "UNAVAILABLE"]
+    assert attempts["OK"].count == attempts["UNAVAILABLE"].count == 1
+    assert dict(attempts["OK"].attributes) == {
+        "grpc.method": METHOD,
+        "grpc.target": target,
+        "grpc.status": "OK",
+    }
+    (call,) = metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
+    assert call.attributes["grpc.status"] == "OK"
+    # The call took at least both attempts and the backoff between them.
+    assert call.sum >= attempts["OK"].sum + attempts["UNAVAILABLE"].sum
+    (retries,) = metrics.points("grpc.client.call.retries")
+    assert (retries.count, retries.sum) == (1, 1)
+    assert dict(retries.attributes) == {"grpc.method": METHOD, "grpc.target": target}
+    (delay,) = metrics.points("grpc.client.call.retry_delay")
+    assert eventually(lambda: [e.kind for e in seen] == ["retry"])
+    assert (delay.count, delay.sum) == (1, pytest.approx(seen[0].delay))
+    assert 0.0 < delay.sum <= 0.02
+    assert metrics.points("grpc.client.call.hedges") == []
+
+
+def test_a_call_that_succeeds_first_time_has_no_retry_points(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(1)
+    group[0].configure(error_rate=1.0, error_code=grpc.StatusCode.INTERNAL)
+    handle = opened(open_channel, group.addresses, metrics, config())
+    with pytest.raises(grpc.RpcError):
+        handle.echo("x")
+    (call,) = metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
+    assert call.attributes["grpc.status"] == "INTERNAL"
+    (attempt,) = metrics.wait("grpc.client.attempt.duration", lambda p: total(p) == 1)
+    assert attempt.attributes["grpc.status"] == "INTERNAL"
+    for name in ("retries", "hedges", "retry_delay"):
+        assert metrics.points(f"grpc.client.call.{name}") == []
+
+
+def test_a_hedged_call_counts_one_hedge(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(2)
+    group[0].configure(stall_rate=1.0, stall_seconds=2.0)
+    hedging = {"maxAttempts": 2, "hedgingDelay": "0.05s"}
+    handle = opened(open_channel, group.addresses, metrics, config(hedging, "hedgingPolicy"))
+    assert handle.echo("x", timeout=5).backend == group[1].name
+    metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
+    (hedges,) = metrics.points("grpc.client.call.hedges")
+    assert (hedges.count, hedges.sum) == (1, 1)
+    assert metrics.points("grpc.client.call.retries") == []
+    attempts = by_status(metrics.wait("grpc.client.attempt.duration", lambda p: total(p) == 2))
+    assert sorted(attempts) == ["CANCELLED", "OK"]  # the stalled loser is cancelled
+
+
+def test_outstanding_calls_per_endpoint(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(2)
+    group[0].configure(hang=True)
+    handle = opened(open_channel, group.addresses, metrics, config())
+    failed: list[BaseException] = []
+
+    def hung() -> None:
+        try:
+            handle.echo("x", timeout=1.5)
+        except grpc.RpcError as error:
+            failed.append(error)
+
+    caller = threading.Thread(target=hung, name="hung-call")
+    caller.start()
+    try:
+        points = metrics.wait(
+            "resilientrpc.endpoint.outstanding",
+            lambda p: any(q.value == 1 for q in p),
+        )
+        outstanding = {p.attributes["server.address"]: p.value for p in points}
+        assert outstanding == {group[0].address: 1, group[1].address: 0}
+    finally:
+        caller.join(timeout=5)
+    assert len(failed) == 1
+
+
+def test_ejections_are_counted_per_endpoint(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(3)
+    group[0].configure(error_rate=1.0)
+    outliers = OutlierDetection(
+        interval=0.1,
+        base_ejection_time=5.0,
+        max_ejection_time=10.0,
+        max_ejection_percent=50,
+        consecutive_failures=ConsecutiveFailures(count=3),
+    )
+    service_config = ServiceConfig(load_balancing=RoundRobin(), outlier_detection=outliers)
+    handle = open_channel(group.addresses, config=service_config, meter_provider=metrics.provider)
+    handle.wait_ready(5)
+    ejected = False
+    deadline = time.monotonic() + 10
+    for _ in range(MAX_CALLS):
+        ejected = any(s.ejected for s in handle.endpoints())
+        if ejected or time.monotonic() > deadline:
+            break
+        with suppress(grpc.RpcError):
+            handle.echo("x", timeout=1.0)
+    assert ejected
+    assert eventually(lambda: metrics.points("resilientrpc.endpoint.ejections") != [])
+    (ejections,) = metrics.points("resilientrpc.endpoint.ejections")
+    assert ejections.value == 1
+    assert ejections.attributes["server.address"] == group[0].address
+    status = next(s for s in handle.endpoints() if s.address == group[0].address)
+    assert [e.kind for e in status.events].count(events.EJECTED) == 1
+
+
+def test_metrics_alone_add_the_step_and_record_no_spans(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(1)
+    handle = opened(open_channel, group.addresses, metrics, config())
+    handle.echo("x")
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    assert channel._tracing is not None and channel._direct is None
+    metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
+
+
+def test_tracing_without_a_meter_provider_records_no_metrics(
+    open_channel: OpenChannel, backends: Callable[..., Backends]
+) -> None:
+    group = backends(1)
+    tracer_provider = TracerProvider()
+    handle = open_channel(group.addresses, tracer_provider=tracer_provider)
+    handle.wait_ready(5)
+    handle.echo("x")
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    assert channel._tracing._metrics is None
+    tracer_provider.shutdown()
+
+
+class _Endpoints:
+    """What a balancer gives the gauge: a ``statuses`` method."""
+
+    def __init__(self, status: EndpointStatus) -> None:
+        self.status = status
+
+    def statuses(self) -> list[EndpointStatus]:
+        return [self.status]
+
+
+def test_the_meter_provider_does_not_keep_a_balancer_alive(
+    backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(1)
+    with resilientrpc.ResilientChannel(group.addresses) as channel:
+        (status,) = channel.endpoints()
+    owner = _Endpoints(status)
+    ClientMetrics(metrics.provider, "t", owner.statuses)
+    (point,) = metrics.points("resilientrpc.endpoint.outstanding")
+    assert point.attributes["server.address"] == group[0].address
+    del owner
+    gc.collect()
+    assert metrics.points("resilientrpc.endpoint.outstanding") == []
