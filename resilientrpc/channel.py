@@ -451,6 +451,17 @@ class ResilientChannel(grpc.Channel):
         self._options = core.options
         self._clock = clock
         self._balancer = core.balancer
+        # Tracing and metrics, outermost, only when a tracer or a meter provider is
+        # given: neither, no step at all. Built before any thread starts: a provider that
+        # raises here leaves nothing running.
+        self._tracing = channel_tracer(
+            TracingInterceptor,
+            tracer_provider,
+            meter_provider,
+            strategy=self._balancer.strategy.name,
+            target=targets,
+            statuses=self._balancer.statuses,
+        )
         self._loop = LoopThread(f"resilientrpc-{next(_channel_ids)}")
         self._callbacks = CallbackThread(f"{self._loop.thread.name}-callbacks")
         # Deferred calls are started and failed right on the loop, where pickers are
@@ -476,16 +487,6 @@ class ResilientChannel(grpc.Channel):
         # Futures and streams must not block their caller: their chains end in the
         # deferring twin of the balancing step.
         self._deferring = balancing.deferring()
-        # Tracing and metrics, outermost, only when a tracer or a meter provider is
-        # given: neither, no step at all.
-        self._tracing = channel_tracer(
-            TracingInterceptor,
-            tracer_provider,
-            meter_provider,
-            strategy=self._balancer.strategy.name,
-            target=targets,
-            statuses=self._balancer.statuses,
-        )
         self._subscriptions = _Subscriptions(self._callbacks)
         self._closed = False
         self._close_lock = threading.Lock()

@@ -77,9 +77,12 @@ _COUNT_BOUNDS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0)
 def _histogram(meter: Meter, name: str, unit: str, description: str) -> Histogram:
     """A histogram with A66's latency buckets (seconds) or small count buckets."""
     bounds = _LATENCY_BOUNDS if unit == "s" else _COUNT_BOUNDS
-    return meter.create_histogram(
-        name, unit=unit, description=description, explicit_bucket_boundaries_advisory=bounds
-    )
+    try:
+        return meter.create_histogram(
+            name, unit=unit, description=description, explicit_bucket_boundaries_advisory=bounds
+        )
+    except TypeError:  # opentelemetry-api before 1.30 (the floor, 1.28) has no bucket advice
+        return meter.create_histogram(name, unit=unit, description=description)
 
 
 def grpc_method(service: str, method: str) -> str:
