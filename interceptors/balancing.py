@@ -10,12 +10,13 @@ returned, failed, cancelled or abandoned (the report rides on the call's done ca
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 from interceptors.details import AttemptDetails, AttemptRecord
+from interceptors.shapes import AnyShape
 from interceptors.spans import end_attempt, start_attempt
 from resilientrpc._calls import LocalRpcError, PendingCall
 from resilientrpc.endpoint import Outcome
@@ -106,12 +107,7 @@ def traced_attempt(details: Any, record: AttemptRecord | None, pick: PickResult)
     return start_attempt(record.trace, details.metadata, record, pick.endpoint.address)
 
 
-class BalancingInterceptor(
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
+class BalancingInterceptor(AnyShape):
     """Terminal-most interceptor of a :class:`resilientrpc.ResilientChannel`."""
 
     def __init__(
@@ -176,7 +172,9 @@ class BalancingInterceptor(
         pick.done(Outcome(_OK, clock() - pick.start))
         return response
 
-    def _attempt(self, continuation: Callable[[Any, Any], Any], details: Any, request: Any) -> Any:
+    def _intercept(
+        self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
+    ) -> Any:
         record: AttemptRecord | None = getattr(details, "attempt", None)
         tried = None if record is None else record.tried
         if self._defer:
@@ -251,29 +249,3 @@ class BalancingInterceptor(
             None if record is None else record.tried,
         )
         return pending
-
-    def intercept_unary_unary(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return self._attempt(continuation, client_call_details, request)
-
-    def intercept_unary_stream(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return self._attempt(continuation, client_call_details, request)
-
-    def intercept_stream_unary(
-        self,
-        continuation: Callable[[Any, Any], Any],
-        client_call_details: Any,
-        request_iterator: Iterator[Any],
-    ) -> Any:
-        return self._attempt(continuation, client_call_details, request_iterator)
-
-    def intercept_stream_stream(
-        self,
-        continuation: Callable[[Any, Any], Any],
-        client_call_details: Any,
-        request_iterator: Iterator[Any],
-    ) -> Any:
-        return self._attempt(continuation, client_call_details, request_iterator)

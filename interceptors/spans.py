@@ -136,6 +136,7 @@ class CallTrace:
 
     __slots__ = (
         "addresses",
+        "attempt_name",
         "attempts",
         "context",
         "delay",
@@ -174,6 +175,7 @@ class CallTrace:
         self.running = running
         self.service = service
         self.method = method
+        self.attempt_name = f"Attempt.{service}/{method}"
         self.span = span
         self.context: Context = trace.set_span_in_context(span)
         self.propagator = propagator
@@ -299,13 +301,12 @@ def start_attempt(
         except Exception:
             failed("counting an attempt")
     try:
-        service, name = call.service, call.method
         call.addresses.add(address)
         host, port = _host_port(address)
+        # Only what the call span does not say already: every attribute costs the SDK's
+        # checks here and the exporter's encoding later, twice per call (see the
+        # attribute diet in docs/benchmarks.md, "Tracing").
         attributes: dict[str, Any] = {
-            "rpc.system": "grpc",
-            "rpc.service": service,
-            "rpc.method": name,
             "server.address": host,
             "resilientrpc.attempt": record.number,
             "resilientrpc.hedge": record.hedge,
@@ -313,7 +314,7 @@ def start_attempt(
         if port is not None:
             attributes["server.port"] = port
         span = call.tracer.start_span(
-            f"Attempt.{service}/{name}",
+            call.attempt_name,
             context=call.context,
             kind=SpanKind.CLIENT,
             attributes=attributes,

@@ -14,14 +14,14 @@ attempt injects its own instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import grpc
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace import NoOpTracerProvider
 
 from interceptors.details import AttemptRecord, RetryCallDetails
+from interceptors.shapes import AnyShape
 from interceptors.spans import (
     CallTrace,
     end_raised,
@@ -151,13 +151,7 @@ def channel_tracer(
     return kind(tracer_provider, strategy=strategy, inject=False, metrics=metrics)
 
 
-class TracingInterceptor(
-    CallTracer,
-    grpc.UnaryUnaryClientInterceptor,
-    grpc.UnaryStreamClientInterceptor,
-    grpc.StreamUnaryClientInterceptor,
-    grpc.StreamStreamClientInterceptor,
-):
+class TracingInterceptor(CallTracer, AnyShape):
     """One span per call, on any grpc channel; outermost in a ResilientChannel.
 
     >>> channel = grpc.intercept_channel(  # doctest: +SKIP
@@ -189,29 +183,3 @@ class TracingInterceptor(
 
         watch(call, rpc, on_done)
         return rpc
-
-    def intercept_unary_unary(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request)
-
-    def intercept_unary_stream(
-        self, continuation: Callable[[Any, Any], Any], client_call_details: Any, request: Any
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request)
-
-    def intercept_stream_unary(
-        self,
-        continuation: Callable[[Any, Any], Any],
-        client_call_details: Any,
-        request_iterator: Iterator[Any],
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request_iterator)
-
-    def intercept_stream_stream(
-        self,
-        continuation: Callable[[Any, Any], Any],
-        client_call_details: Any,
-        request_iterator: Iterator[Any],
-    ) -> Any:
-        return self._intercept(continuation, client_call_details, request_iterator)

@@ -29,6 +29,7 @@ from interceptors.balancing import (
     traced_attempt,
 )
 from interceptors.details import AttemptRecord
+from interceptors.shapes import AsyncAnyShape
 from interceptors.spans import end_attempt
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import PickResult
@@ -88,12 +89,7 @@ class FinishedCall:
         return _now(self._call.trailing_metadata())
 
 
-class BalancingInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class BalancingInterceptor(AsyncAnyShape):
     """Terminal-most interceptor of a :class:`resilientrpc.aio.ResilientChannel`."""
 
     def __init__(self, router: AsyncRouter, *, with_load: bool, clock: Callable[[], float]) -> None:
@@ -162,9 +158,9 @@ class BalancingInterceptor(
         What the interceptor hooks do, with the call's deadline (on the router's clock)
         already known - the one its wrapper reports in ``time_remaining()``.
         """
-        return await self._attempt(continuation, details, request, deadline)
+        return await self._intercept(continuation, details, request, deadline)
 
-    async def _attempt(
+    async def _intercept(  # the hooks, plus a deadline from send_later
         self,
         continuation: Continuation,
         details: Any,
@@ -191,23 +187,3 @@ class BalancingInterceptor(
             self._abandon(pick, error, span)
             raise
         return self._report(pick, call, span)
-
-    async def intercept_unary_unary(
-        self, continuation: Continuation, client_call_details: Any, request: Any
-    ) -> Any:
-        return await self._attempt(continuation, client_call_details, request)
-
-    async def intercept_unary_stream(
-        self, continuation: Continuation, client_call_details: Any, request: Any
-    ) -> Any:
-        return await self._attempt(continuation, client_call_details, request)
-
-    async def intercept_stream_unary(
-        self, continuation: Continuation, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._attempt(continuation, client_call_details, request_iterator)
-
-    async def intercept_stream_stream(
-        self, continuation: Continuation, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._attempt(continuation, client_call_details, request_iterator)

@@ -15,6 +15,7 @@ import grpc
 import grpc.aio
 
 from interceptors.aio.balancing import FinishedCall
+from interceptors.shapes import AsyncAnyShape
 from interceptors.spans import CallTrace, end_raised, guard
 from interceptors.tracing import CallTracer, traced_details, watch
 
@@ -32,13 +33,7 @@ def _ender(call: CallTrace) -> Callable[[Any], None]:
     return on_done
 
 
-class TracingInterceptor(
-    CallTracer,
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-    grpc.aio.StreamStreamClientInterceptor,
-):
+class TracingInterceptor(CallTracer, AsyncAnyShape):
     """One span per call, on any ``grpc.aio`` channel; outermost in an aio ResilientChannel.
 
     Arguments: see :class:`interceptors.tracing.CallTracer`.
@@ -58,23 +53,3 @@ class TracingInterceptor(
         else:
             watch(call, rpc, _ender(call))
         return rpc
-
-    async def intercept_unary_unary(
-        self, continuation: Continuation, client_call_details: Any, request: Any
-    ) -> Any:
-        return await self._intercept(continuation, client_call_details, request)
-
-    async def intercept_unary_stream(
-        self, continuation: Continuation, client_call_details: Any, request: Any
-    ) -> Any:
-        return await self._intercept(continuation, client_call_details, request)
-
-    async def intercept_stream_unary(
-        self, continuation: Continuation, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._intercept(continuation, client_call_details, request_iterator)
-
-    async def intercept_stream_stream(
-        self, continuation: Continuation, client_call_details: Any, request_iterator: Any
-    ) -> Any:
-        return await self._intercept(continuation, client_call_details, request_iterator)
