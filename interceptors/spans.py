@@ -146,6 +146,7 @@ class CallTrace:
         "method",
         "metrics",
         "propagator",
+        "recording",
         "retries",
         "running",
         "service",
@@ -177,6 +178,8 @@ class CallTrace:
         self.method = method
         self.attempt_name = f"Attempt.{service}/{method}"
         self.span = span
+        #: False for a span nobody records: a no-op provider's, or one sampled out.
+        self.recording = span.is_recording()
         self.context: Context = trace.set_span_in_context(span)
         self.propagator = propagator
         self.attempts = 0
@@ -224,11 +227,12 @@ class CallTrace:
 
 
 class AttemptTrace:
-    """One attempt of a traced call: its span and the call it belongs to."""
+    """One attempt of a traced call: its span (None when not recorded) and the call it
+    belongs to."""
 
     __slots__ = ("call", "span")
 
-    def __init__(self, call: CallTrace, span: Span) -> None:
+    def __init__(self, call: CallTrace, span: Span | None) -> None:
         self.call = call
         self.span = span
 
@@ -282,7 +286,7 @@ def start_call(
             attributes.update(_metadata_attributes(metadata, record_metadata))
         span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
         call = CallTrace(tracer, span, propagator, service, name, running, metrics)
-        if running is not None:
+        if running is not None and call.recording:
             running.add(call)
     except Exception:
         failed("starting a call span")
@@ -300,6 +304,17 @@ def start_attempt(
             call.metrics.attempt_started(call.grpc_method)
         except Exception:
             failed("counting an attempt")
+    if not call.recording:
+        # Its attempts' spans would record nothing either (a no-op provider, or a trace
+        # sampled out: the sampler decides per trace). The call's own context - sampled
+        # out, its traceparent says so - is all the servers need.
+        # With metrics, an attempt without a span still reports its end.
+        attempt = None if call.metrics is None else AttemptTrace(call, None)
+        try:
+            return call.inject(metadata, call.context), attempt
+        except Exception:
+            failed("injecting trace context")
+            return metadata, attempt
     try:
         call.addresses.add(address)
         host, port = _host_port(address)
@@ -339,6 +354,8 @@ def end_attempt(attempt: AttemptTrace, outcome: Outcome) -> None:
         except Exception:
             failed("recording attempt metrics")
     span = attempt.span
+    if span is None:
+        return
     try:
         code = outcome.code
         span.set_attribute("rpc.grpc.status_code", code.value[0])

@@ -140,6 +140,8 @@ def channel_tracer(
     """A channel's tracing step (of either twin: ``kind``); None - no step at all - when
     it has neither a tracer nor a meter provider. Metrics alone trace into a no-op tracer.
     """
+    if isinstance(tracer_provider, NoOpTracerProvider):
+        tracer_provider = None  # nothing would be recorded: no step, the hot path stays
     if tracer_provider is None and meter_provider is None:
         return None
     metrics = None

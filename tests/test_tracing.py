@@ -20,7 +20,8 @@ import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 
 import resilientrpc
 import resilientrpc.aio
@@ -333,6 +334,55 @@ def test_without_a_tracer_provider_there_is_no_tracing_step(
     channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
     assert channel._tracing is None
     assert channel._direct is not None  # the hot path stays
+
+
+def test_a_no_op_tracer_provider_adds_no_tracing_step(
+    open_channel: OpenChannel, backends: Callable[..., Backends]
+) -> None:
+    group = backends(1)
+    handle = open_channel(group.addresses, tracer_provider=NoOpTracerProvider())
+    handle.wait_ready(5)
+    assert handle.echo("hi").message == "hi"
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    assert channel._tracing is None
+    assert channel._direct is not None
+
+
+class _Dropping(Sampler):
+    """Samples every span out, and remembers the name of each span it was asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def should_sample(
+        self, parent_context: Any, trace_id: int, name: str, *args: Any, **kwargs: Any
+    ) -> SamplingResult:
+        self.asked.append(name)
+        return SamplingResult(Decision.DROP)
+
+    def get_description(self) -> str:
+        return "drops every span"
+
+
+def test_a_call_sampled_out_makes_no_attempt_spans_and_still_propagates(
+    open_channel: OpenChannel,
+) -> None:
+    sampler = _Dropping()
+    provider = TracerProvider(sampler=sampler)
+    with ScriptedServer() as server:
+        handle = open_channel([server.address], config=config(), tracer_provider=provider)
+        handle.wait_ready(5)
+        assert _unary(handle) == b"x"
+        (execution,) = server.executions
+    # Only the call span was asked about: its attempts record nothing either, so none
+    # is started.
+    calls = [name for name in sampler.asked if not name.startswith("endpoint.")]
+    assert calls == ["retry.test.Svc/Unary"]
+    _, trace_id, _, flags = str(execution.metadata["traceparent"]).split("-")
+    assert int(trace_id, 16) != 0
+    # The server learns the trace was sampled out: the sampled bit is clear (newer SDKs
+    # also set 0x02, W3C level 2's "random trace id").
+    assert int(flags, 16) & 0x01 == 0
 
 
 def test_an_aio_plain_channel_traces_alone(tracing: Tracing) -> None:
