@@ -32,6 +32,7 @@ __all__ = [
     "outcome_of",
     "raise_if_closing",
     "reporter",
+    "settle",
     "traced_attempt",
 ]
 
@@ -84,6 +85,13 @@ def attempt_details(
     )
 
 
+def settle(pick: PickResult, outcome: Outcome, span: Any = None) -> None:
+    """Report an attempt's ``outcome`` to ``pick.done`` (and end its ``span``, if traced)."""
+    pick.done(outcome)
+    if span is not None:
+        end_attempt(span, outcome)
+
+
 def reporter(
     pick: PickResult, *, clock: Callable[[], float], with_load: bool, span: Any = None
 ) -> Callable[[Any], None]:
@@ -91,10 +99,7 @@ def reporter(
     ends the attempt's ``span``, when traced, with the same outcome)."""
 
     def report(call: Any) -> None:
-        outcome = outcome_of(call, clock() - pick.start, with_load)
-        pick.done(outcome)
-        if span is not None:
-            end_attempt(span, outcome)
+        settle(pick, outcome_of(call, clock() - pick.start, with_load), span)
 
     return report
 
@@ -144,32 +149,36 @@ class BalancingInterceptor(AnyShape):
         call's ``grpc.RpcError``, or returns :data:`NOT_NOW` when the call has to wait or
         fail; the caller then takes the chain. Only for strategies that read no load
         reports (they come in the call's trailers, which this path does not keep).
-        ``record``, when given, learns the endpoint (a retry step's first attempt).
+        ``record``, when given, learns the endpoint (a retry step's first attempt), and when
+        it carries a call trace the attempt is traced as in the chain.
         """
         pick = self._router.pick_now(details.metadata)
         if pick is None:
             return NOT_NOW
+        metadata, span = details.metadata, None
         if record is not None:
             record.address = pick.endpoint.address
+            if record.trace is not None:
+                metadata, span = start_attempt(record.trace, metadata, record, record.address)
         clock = self._clock
         send = pick.endpoint.transport.unary_unary(details.method)
         try:
             response = send(
                 payload,
                 timeout=details.timeout,
-                metadata=details.metadata,
+                metadata=metadata,
                 credentials=details.credentials,
                 wait_for_ready=details.wait_for_ready,
                 compression=details.compression,
             )
         except grpc.RpcError as error:
-            pick.done(outcome_of(error, clock() - pick.start, False))
+            settle(pick, outcome_of(error, clock() - pick.start, False), span)
             raise
         except BaseException as error:
-            pick.done(abandoned_outcome(pick, error, clock() - pick.start))
+            settle(pick, abandoned_outcome(pick, error, clock() - pick.start), span)
             raise_if_closing(pick, error)
             raise
-        pick.done(Outcome(_OK, clock() - pick.start))
+        settle(pick, Outcome(_OK, clock() - pick.start), span)
         return response
 
     def _intercept(
@@ -205,10 +214,7 @@ class BalancingInterceptor(AnyShape):
         try:
             call = continuation(attempt_details(details, pick, timeout, metadata), request)
         except BaseException as error:
-            outcome = abandoned_outcome(pick, error, self._clock() - pick.start)
-            pick.done(outcome)
-            if span is not None:
-                end_attempt(span, outcome)
+            settle(pick, abandoned_outcome(pick, error, self._clock() - pick.start), span)
             raise_if_closing(pick, error)
             raise
         call.add_done_callback(

@@ -35,7 +35,14 @@ from resilientrpc.endpoint import EndpointStatus
 from resilientrpc.events import EndpointEvent
 from resilientrpc.metrics import ClientMetrics
 
-__all__ = ["CallTracer", "TracingInterceptor", "channel_tracer", "traced_details", "watch"]
+__all__ = [
+    "CallTracer",
+    "TracingInterceptor",
+    "channel_tracer",
+    "ended",
+    "traced_details",
+    "watch",
+]
 
 
 def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDetails:
@@ -53,6 +60,20 @@ def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDeta
         getattr(details, "compression", None),
         AttemptRecord(trace=call),
     )
+
+
+def ended(call: CallTrace) -> Callable[[Any], None]:
+    """A done callback that ends ``call``'s span with the finished grpc call's status."""
+
+    def on_done(finished: Any) -> None:
+        try:
+            code, details = finished.code(), finished.details()
+        except Exception:
+            failed("reading a call's status")
+            return
+        call.end(code, details)
+
+    return on_done
 
 
 def watch(call: CallTrace, rpc: Any, on_done: Callable[[Any], None]) -> None:
@@ -112,6 +133,14 @@ class CallTracer:
 
         return on_event
 
+    def begin(self, details: Any) -> tuple[CallTrace | None, Any]:
+        """Start a call's span: the call and its details carrying it down the chain, or
+        ``(None, details)`` when tracing failed (the call goes on untraced)."""
+        call = self._start(details)
+        if call is None:
+            return None, details
+        return call, traced_details(details, call, self._inject)
+
     def _start(self, details: Any) -> CallTrace | None:
         return start_call(
             self._tracer,
@@ -166,22 +195,13 @@ class TracingInterceptor(CallTracer, AnyShape):
     def _intercept(
         self, continuation: Callable[[Any, Any], Any], details: Any, request: Any
     ) -> Any:
-        call = self._start(details)
+        call, traced = self.begin(details)
         if call is None:
             return continuation(details, request)
         try:
-            rpc = continuation(traced_details(details, call, self._inject), request)
+            rpc = continuation(traced, request)
         except BaseException as error:
             end_raised(call, error)
             raise
-
-        def on_done(finished: Any) -> None:
-            try:
-                code, details = finished.code(), finished.details()
-            except Exception:
-                failed("reading a call's status")
-                return
-            call.end(code, details)
-
-        watch(call, rpc, on_done)
+        watch(call, rpc, ended(call))
         return rpc

@@ -23,7 +23,8 @@ import grpc.aio
 from interceptors.balancing import NOT_NOW, BalancingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
 from interceptors.retry import RetryInterceptor
-from interceptors.tracing import TracingInterceptor, channel_tracer
+from interceptors.spans import CallTrace, end_raised
+from interceptors.tracing import TracingInterceptor, channel_tracer, ended, watch
 from resilientrpc._calls import (
     Deserializer,
     ResponseFuture,
@@ -59,6 +60,7 @@ from resilientrpc.supervisor import WATCH_SETTLE_TIMEOUT, Supervisor
 __all__ = ["ResilientChannel"]
 
 _log = logging.getLogger(__name__)
+_OK = grpc.StatusCode.OK
 _channel_ids = itertools.count(1)
 #: How long close() waits for the background to shut down before stopping the loop anyway.
 _CLOSE_TIMEOUT = 30.0
@@ -117,6 +119,8 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         "_future",
         "_per_attempt",
         "_retrier",
+        "_tracer",
+        "_untraced",
     )
 
     def __init__(self, channel: ResilientChannel, method: str, ser: Serializer, de: Deserializer):
@@ -136,7 +140,11 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         # step (tenacity) only if it failed, continuing below itself in the chain.
         self._retrier = channel._retry if policy.retry is not None else None
         self._per_attempt = None if policy.retry is None else policy.retry.per_attempt_recv_timeout
-        self._below_retry = channel._chain(hook, _send_unary_blocking)
+        self._below_retry = channel._chain(hook, _send_unary_blocking, traced=False)
+        # A traced call's hot path: its span starts here, its attempt's in call_now; when
+        # the call has to wait it takes the chain below the tracing step.
+        self._tracer = channel._tracing
+        self._untraced = channel._chain(hook, _send_unary_blocking, method=method, traced=False)
 
     def __call__(
         self,
@@ -151,6 +159,8 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         payload = self._serialize(request)
         direct = self._direct
         if direct is not None:
+            if self._tracer is not None:
+                return self._traced(direct, self._tracer, details, payload)
             retrier = self._retrier
             if retrier is None:
                 response = direct.call_now(details, payload)
@@ -161,15 +171,41 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         outcome = self._blocking(details, payload)
         return deserialize_or_raise(self._deserializer, outcome.result())
 
+    def _traced(
+        self, direct: BalancingInterceptor, tracer: TracingInterceptor, details: Any, payload: Any
+    ) -> Any:
+        """A traced call on the hot path: the tracing step's work, without the chain."""
+        call, traced = tracer.begin(details)
+        if call is None:  # tracing failed: the call goes on untraced
+            outcome = self._untraced(details, payload)
+            return deserialize_or_raise(self._deserializer, outcome.result())
+        try:
+            retrier = self._retrier
+            if retrier is None:
+                response = direct.call_now(traced, payload, AttemptRecord(trace=call))
+            else:
+                response = self._first_attempt(direct, retrier, traced, payload, call)
+            if response is NOT_NOW:
+                outcome = self._untraced(traced, payload)
+                watch(call, outcome, ended(call))
+                response = outcome.result()
+            else:
+                call.end(_OK, None)
+        except BaseException as error:
+            end_raised(call, error)
+            raise
+        return deserialize_or_raise(self._deserializer, response)
+
     def _first_attempt(
         self,
         direct: BalancingInterceptor,
         retrier: RetryInterceptor,
         details: Any,
         payload: Any,
+        trace: CallTrace | None = None,
     ) -> Any:
         """A retried method's call on the hot path: the retry step joins only on failure."""
-        record = AttemptRecord()
+        record = AttemptRecord(trace=trace)
         timeout = details.timeout
         per_attempt = self._per_attempt
         binding = per_attempt is not None and (timeout is None or per_attempt < timeout)
@@ -523,28 +559,32 @@ class ResilientChannel(grpc.Channel):
 
     # -- the interceptor chain -----------------------------------------------------------
     def _chain(
-        self, hook: str, terminal: Invoke, *, blocking: bool = True, method: str | None = None
+        self,
+        hook: str,
+        terminal: Invoke,
+        *,
+        blocking: bool = True,
+        method: str | None = None,
+        traced: bool = True,
     ) -> Invoke:
         """The chain of ``hook`` ending in ``terminal``; with the retry step on top when
         ``method`` has a retry or hedging policy, and the tracing step above everything
-        when the channel has a tracer provider."""
+        when the channel has a tracer provider (unless not ``traced``: the hot path
+        traces the call itself)."""
         steps = self._interceptors if blocking else [*self._interceptors[:-1], self._deferring]
         if method is not None:
             policy = self._retry.policy(method)
             if policy.retry is not None or policy.hedging is not None:
                 steps = [self._retry.view(blocking=blocking), *steps]
-        if self._tracing is not None:
+        if self._tracing is not None and traced:
             steps = [self._tracing, *steps]
         return chain(steps, hook, terminal)
 
     @property
     def _direct(self) -> BalancingInterceptor | None:
-        """The balancing step, when nothing stands in front of it (the hot path)."""
-        if (
-            len(self._interceptors) == 1
-            and self._tracing is None
-            and not self._balancer.strategy.uses_load_reports
-        ):
+        """The balancing step, when only the channel's own retry and tracing steps may
+        stand in front of it (the hot path does their work itself)."""
+        if len(self._interceptors) == 1 and not self._balancer.strategy.uses_load_reports:
             direct: BalancingInterceptor = self._interceptors[0]
             return direct
         return None

@@ -216,7 +216,7 @@ def test_metrics_alone_add_the_step_and_record_no_spans(
     handle = opened(open_channel, group.addresses, metrics, config())
     handle.echo("x")
     channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
-    assert channel._tracing is not None and channel._direct is None
+    assert channel._tracing is not None
     metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
 
 

@@ -26,11 +26,11 @@ from interceptors.balancing import (
     abandoned_outcome,
     attempt_details,
     outcome_of,
+    settle,
     traced_attempt,
 )
 from interceptors.details import AttemptRecord
 from interceptors.shapes import AsyncAnyShape
-from interceptors.spans import end_attempt
 from resilientrpc.endpoint import Endpoint
 from resilientrpc.picker import PickResult
 
@@ -104,10 +104,7 @@ class BalancingInterceptor(AsyncAnyShape):
         with_load = self._with_load
 
         def on_done(finished: Any) -> None:
-            outcome = outcome_of(FinishedCall(finished), clock() - pick.start, with_load)
-            pick.done(outcome)
-            if span is not None:
-                end_attempt(span, outcome)
+            settle(pick, outcome_of(FinishedCall(finished), clock() - pick.start, with_load), span)
 
         call.add_done_callback(on_done)
         return call
@@ -119,10 +116,7 @@ class BalancingInterceptor(AsyncAnyShape):
         ValueError, or no connection left at all) is raised as the CANCELLED the caller
         gets from a closed channel, not as grpc's exception.
         """
-        outcome = abandoned_outcome(pick, error, self._clock() - pick.start)
-        pick.done(outcome)
-        if span is not None:
-            end_attempt(span, outcome)
+        settle(pick, abandoned_outcome(pick, error, self._clock() - pick.start), span)
         if pick.endpoint.state is _SHUTDOWN and isinstance(error, Exception):
             from resilientrpc.aio._calls import rpc_error  # noqa: PLC0415 - an import cycle
 

@@ -17,7 +17,7 @@ import grpc.aio
 from interceptors.aio.balancing import FinishedCall
 from interceptors.shapes import AsyncAnyShape
 from interceptors.spans import CallTrace, end_raised, guard
-from interceptors.tracing import CallTracer, traced_details, watch
+from interceptors.tracing import CallTracer, watch
 
 __all__ = ["TracingInterceptor"]
 
@@ -40,11 +40,11 @@ class TracingInterceptor(CallTracer, AsyncAnyShape):
     """
 
     async def _intercept(self, continuation: Continuation, details: Any, request: Any) -> Any:
-        call = self._start(details)
+        call, traced = self.begin(details)
         if call is None:
             return await continuation(details, request)
         try:
-            rpc = await continuation(traced_details(details, call, self._inject), request)
+            rpc = await continuation(traced, request)
         except BaseException as error:
             end_raised(call, error)
             raise
