@@ -1,9 +1,10 @@
 """Smoke test of the tracing benchmark (issue 10): its table's shape, nothing about timing.
 
 The benchmark is not part of the suite's pass/fail, so nothing here asserts a ratio or
-that a goal is met. It runs the scenario once with tiny counts and checks that each
-variant has its p50 and mean rows against plain grpcio with the documented goals, and
-that the traced variant really traced: the receiver got one attempt span per traced call.
+that a goal is met. It runs the scenario once for both twins with tiny counts and checks
+that each twin's variants have their p50 and mean rows against plain grpcio (grpc.aio
+for the asyncio twin) with the documented goals, and that each twin's traced variant
+really traced: its receiver got one attempt span per traced call of that twin.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import math
 
 from resilientrpc.bench import build_parser
-from resilientrpc.bench.network import LATENCY_GOAL_SYNC, NetworkBudget
+from resilientrpc.bench.aio_driver import AioDriver
+from resilientrpc.bench.drivers import SyncDriver
+from resilientrpc.bench.network import LATENCY_GOAL_AIO, LATENCY_GOAL_SYNC, NetworkBudget
 from resilientrpc.bench.tracing import TRACED_GOAL, tracing_rows
 
 TINY = NetworkBudget(
@@ -27,28 +30,38 @@ TINY = NetworkBudget(
 )
 
 
-def test_tracing_rows_have_every_variant_and_the_spans_arrive() -> None:
-    rows = tracing_rows(TINY, mode="inproc")
+def test_tracing_rows_have_every_variant_of_both_twins_and_the_spans_arrive() -> None:
+    drivers = [SyncDriver(seed=1), AioDriver(seed=2)]
+    try:
+        rows = tracing_rows(drivers, TINY, mode="inproc")
+    finally:
+        for driver in drivers:
+            driver.shutdown()
 
     assert {row.scenario for row in rows} == {"10 tracing"}
-    assert {row.twin for row in rows} == {"sync"}
-    goals = {row.subject: row.goal for row in rows}
-    assert goals == {
-        "no tracer / plain, p50": LATENCY_GOAL_SYNC,
-        "no tracer / plain, mean": LATENCY_GOAL_SYNC,
-        "traced / plain, p50": TRACED_GOAL,
-        "traced / plain, mean": TRACED_GOAL,
-        "one span / plain, p50": None,
-        "one span / plain, mean": None,
-        "attempt spans received per traced call": None,
-    }
+    assert [row.twin for row in rows] == ["sync"] * 7 + ["aio"] * 7
+    for twin, bare_goal in (("sync", LATENCY_GOAL_SYNC), ("aio", LATENCY_GOAL_AIO)):
+        goals = {row.subject: row.goal for row in rows if row.twin == twin}
+        assert goals == {
+            "no tracer / plain, p50": bare_goal,
+            "no tracer / plain, mean": bare_goal,
+            "traced / plain, p50": TRACED_GOAL,
+            "traced / plain, mean": TRACED_GOAL,
+            "one span / plain, p50": None,
+            "one span / plain, mean": None,
+            "attempt spans received per traced call": None,
+        }, twin
     for row in rows:
         assert math.isfinite(row.value) and row.value > 0, row
         assert "calls failed" not in row.context, row
-    (spans,) = [row for row in rows if row.subject.startswith("attempt spans")]
-    # Every traced call (10 warm-up + 2 rounds of 20) sent one attempt span that arrived.
-    assert spans.value == 1.0, spans
-    assert "50 traced calls" in spans.context, spans
+    spans = [row for row in rows if row.subject.startswith("attempt spans")]
+    assert [row.twin for row in spans] == ["sync", "aio"]
+    for row in spans:
+        # Every traced call of the twin (12 warm-up: 4 callers x 3, then 2 rounds of 20)
+        # sent one attempt span that reached that twin's receiver, and nothing else did.
+        assert row.value == 1.0, row
+        assert row.context.startswith("52 attempt spans"), row
+        assert "for 52 traced calls" in row.context, row
 
 
 def test_the_tracing_scenario_is_on_the_command_line() -> None:

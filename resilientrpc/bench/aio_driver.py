@@ -104,7 +104,7 @@ class AioDriver(Driver):
         opened = self._run(self._open(variant))
         try:
             self._run(self._wait_ready(opened))
-            self.concurrent(
+            opened.warmed = self.concurrent(
                 opened, concurrency=WARM_CONCURRENCY, calls=warm_calls, seconds=WARM_SECONDS
             )
         except BaseException:
@@ -122,7 +122,9 @@ class AioDriver(Driver):
             )
         else:
             channel = self._module.ResilientChannel(
-                list(variant.addresses), config=dict(variant.config or {})
+                list(variant.addresses),
+                config=dict(variant.config or {}),
+                tracer_provider=variant.tracer_provider,
             )
         return Opened(variant, channel, echo_pb2_grpc.EchoStub(channel))
 

@@ -77,6 +77,8 @@ class Variant:
     config: Mapping[str, Any] | None = None
     #: Send a random :data:`KEY_HEADER` value with every call (for ring_hash).
     keyed: bool = False
+    #: The ResilientChannel's OpenTelemetry tracer provider (None: no tracing).
+    tracer_provider: Any = None
 
 
 @dataclass(slots=True)
@@ -131,6 +133,8 @@ class Opened:
     variant: Variant
     channel: Any
     stub: Any
+    #: What the warm-up after opening did (its calls count too where spans are counted).
+    warmed: Load = field(default_factory=Load)
 
 
 def _key_source(seed: int) -> random.Random:
@@ -227,12 +231,14 @@ class SyncDriver(Driver):
             )
         else:
             channel = resilientrpc.ResilientChannel(
-                list(variant.addresses), config=dict(variant.config or {})
+                list(variant.addresses),
+                config=dict(variant.config or {}),
+                tracer_provider=variant.tracer_provider,
             )
         opened = Opened(variant, channel, echo_pb2_grpc.EchoStub(channel))
         try:
             self._wait_ready(opened)
-            self.concurrent(
+            opened.warmed = self.concurrent(
                 opened, concurrency=WARM_CONCURRENCY, calls=warm_calls, seconds=WARM_SECONDS
             )
         except BaseException:

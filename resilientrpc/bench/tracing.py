@@ -1,14 +1,18 @@
-"""The tracing scenario (issue 10): what OpenTelemetry tracing costs a call (sync twin).
+"""The tracing scenario (issue 10): what OpenTelemetry tracing costs a call, both twins.
 
-Four variants to one backend, measured in interleaved rounds like the latency scenario:
+Four variants to one backend, measured in interleaved rounds like the latency scenario,
+twin by twin on each twin's :class:`~resilientrpc.bench.drivers.Driver` (the asyncio
+twin against ``grpc.aio``, its calls on the driver's event loop):
 
-- ``plain``: a grpc channel, the reference;
-- ``no tracer``: a ``ResilientChannel`` without a tracer provider (goal <= 1.15x plain);
+- ``plain``: a grpc channel (``grpc.aio`` for the asyncio twin), the reference;
+- ``no tracer``: a ``ResilientChannel`` without a tracer provider (goal: the latency
+  scenario's, <= 1.15x plain for the sync twin, <= 1.2x for the asyncio one);
 - ``traced``: a ``ResilientChannel`` with an SDK ``TracerProvider`` sampling every call,
   a ``BatchSpanProcessor`` and the real OTLP/gRPC exporter sending to a local receiver -
   ``resilientrpc faults --listen 127.0.0.1:0`` in a child process, so receiving costs the
   measured process nothing - call and attempt spans (goal <= 1.45x plain); the receiver's
-  report then says how many attempt spans arrived (one per traced call, as a check);
+  report then says how many attempt spans arrived (one per traced call, as a check;
+  each twin sends to a receiver of its own, so the count is the twin's);
 - ``one span``: a plain channel, one hand-made OTel span around each call (a reference:
   what the least tracing costs).
 
@@ -19,22 +23,25 @@ seconds by the :class:`~resilientrpc.bench.network.NetworkBudget`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-import grpc
-
-import resilientrpc
-from resilientrpc.bench.drivers import Opened, SyncDriver, Variant, merge
+from resilientrpc.bench.drivers import Driver, Opened, Variant, merge
 from resilientrpc.bench.fleet import BackendMode, Fleet
-from resilientrpc.bench.network import LATENCY_GOAL_SYNC, NetworkBudget, interleaved
+from resilientrpc.bench.network import (
+    LATENCY_GOAL_AIO,
+    LATENCY_GOAL_SYNC,
+    NetworkBudget,
+    interleaved,
+    opened_variants,
+)
 from resilientrpc.bench.results import Row, at_most, ratio, summarize
-from resilientrpc.testing import echo_pb2_grpc
 
 __all__ = ["TRACED_GOAL", "tracing_rows"]
 
@@ -43,7 +50,6 @@ TRACED_GOAL = at_most(1.45)
 
 _ROUND_ROBIN: dict[str, Any] = {"loadBalancingConfig": [{"round_robin": {}}]}
 _SCENARIO = "10 tracing"
-_WARM_SECONDS = 5.0
 #: Seconds the receiver may take to start, and to report after it was told to stop.
 _RECEIVER_TIMEOUT = 30.0
 #: The most seconds the receiver runs, should the benchmark never stop it.
@@ -124,62 +130,68 @@ def _provider(endpoint: str) -> Iterator[Any]:
         provider.shutdown()
 
 
+class _AioSpanPerCall(_SpanPerCall):
+    """The asyncio twin of :class:`_SpanPerCall`: the span lasts until the call's reply."""
+
+    async def Echo(self, request: Any, **kwargs: Any) -> Any:
+        from opentelemetry.trace import SpanKind  # noqa: PLC0415 - optional extra
+
+        with self._tracer.start_as_current_span("echo.Echo/Echo", kind=SpanKind.CLIENT):
+            return await self._echo(request, **kwargs)
+
+
 @contextlib.contextmanager
 def _variants(
-    driver: SyncDriver, address: str, provider: Any, warm_calls: int, made: dict[str, int]
+    driver: Driver, address: str, provider: Any, warm_calls: int
 ) -> Iterator[list[Opened]]:
-    """The four variants open and warm (``made``: calls each made); all closed afterwards."""
-    opened: list[Opened] = []
-    with contextlib.ExitStack() as stack:
-        plain = grpc.insecure_channel(address)
-        stack.callback(plain.close)
-        bare = resilientrpc.ResilientChannel([address], config=_ROUND_ROBIN)
-        stack.callback(bare.close)
-        traced = resilientrpc.ResilientChannel(
-            [address], config=_ROUND_ROBIN, tracer_provider=provider
+    """The four variants open and warm on ``driver``'s twin; all closed afterwards.
+
+    ``one span`` shares the ``plain`` variant's channel, its stub wrapped in a span.
+    """
+    plain = Variant(label="plain", kind="plain", addresses=(address,))
+    variants = [
+        plain,
+        Variant(label="no tracer", kind="resilient", addresses=(address,), config=_ROUND_ROBIN),
+        Variant(
+            label="traced",
+            kind="resilient",
+            addresses=(address,),
+            config=_ROUND_ROBIN,
+            tracer_provider=provider,
+        ),
+    ]
+    with opened_variants(driver, variants, warm_calls) as opened:
+        wrap = _AioSpanPerCall if driver.name == "aio" else _SpanPerCall
+        one_span = Opened(
+            dataclasses.replace(plain, label="one span"),
+            opened[0].channel,
+            wrap(opened[0].stub, provider.get_tracer("bench")),
         )
-        stack.callback(traced.close)
-        plain_stub = echo_pb2_grpc.EchoStub(plain)
-        span_stub = _SpanPerCall(plain_stub, provider.get_tracer("bench"))
-        for label, channel, stub in (
-            ("plain", plain, plain_stub),
-            ("no tracer", bare, echo_pb2_grpc.EchoStub(bare)),
-            ("traced", traced, echo_pb2_grpc.EchoStub(traced)),
-            ("one span", plain, span_stub),
-        ):
-            variant = Variant(label=label, kind="plain", addresses=(address,))
-            item = Opened(variant, channel, stub)
-            warm = driver.sequential(item, calls=warm_calls, seconds=_WARM_SECONDS)
-            made[label] = warm.calls + warm.errors
-            opened.append(item)
-        yield opened
+        yield [*opened, one_span]
 
 
-def tracing_rows(
-    budget: NetworkBudget, *, mode: BackendMode = "process", seed: int = 1
-) -> list[Row]:
-    """Per-call p50 and mean of each variant against plain grpcio (sync twin)."""
-    driver = SyncDriver(seed=seed)
+def _twin_rows(driver: Driver, address: str, budget: NetworkBudget) -> list[Row]:
+    """One twin's rows: its four variants in interleaved rounds, spans to a receiver."""
     rounds = max(1, budget.latency_rounds)
     batch = max(1, budget.latency_calls // rounds)
     seconds = budget.latency_seconds / rounds
-    made: dict[str, int] = {}
     receiver = _Receiver()
     try:
         with (
-            Fleet(["b1"], mode=mode) as fleet,
             _provider(receiver.address) as provider,
-            _variants(driver, fleet.addresses[0], provider, budget.warm_calls, made) as opened,
+            _variants(driver, address, provider, budget.warm_calls) as opened,
         ):
             measure = functools.partial(driver.sequential, calls=batch, seconds=seconds)
             loads = interleaved(opened, rounds, measure)
+            warmed = next(item.warmed for item in opened if item.variant.label == "traced")
         report = receiver.report()  # the provider is shut down: every span was sent
     finally:
         receiver.close()
     pooled = {label: merge(parts) for label, parts in loads.items()}
-    traced = made["traced"] + pooled["traced"].calls + pooled["traced"].errors
+    traced = sum(load.calls + load.errors for load in (warmed, pooled["traced"]))
     stats = {label: summarize(load.latencies) for label, load in pooled.items()}
-    goals = {"no tracer": LATENCY_GOAL_SYNC, "traced": TRACED_GOAL, "one span": None}
+    bare_goal = LATENCY_GOAL_AIO if driver.name == "aio" else LATENCY_GOAL_SYNC
+    goals = {"no tracer": bare_goal, "traced": TRACED_GOAL, "one span": None}
     rows: list[Row] = []
     base = stats["plain"]
     for label, goal in goals.items():
@@ -208,4 +220,19 @@ def tracing_rows(
             f"for {traced:,} traced calls (warm-up included)",
         )
     )
+    return rows
+
+
+def tracing_rows(
+    drivers: Sequence[Driver], budget: NetworkBudget, *, mode: BackendMode = "process"
+) -> list[Row]:
+    """Per-call p50 and mean of each variant against plain grpc, twin by twin.
+
+    One backend serves every twin; each twin has a receiver and a provider of its own,
+    so its span count is its own.
+    """
+    rows: list[Row] = []
+    with Fleet(["b1"], mode=mode) as fleet:
+        for driver in drivers:
+            rows += _twin_rows(driver, fleet.addresses[0], budget)
     return rows
