@@ -17,20 +17,33 @@ spans the tracing code emits (docs: the span schema of issue 10):
   that attribute is there). One occurrence recorded on several spans at the same instant
   counts once.
 
-Severity score (the suspects' order). It counts incidents that harmed or risked calls,
-each worth one, measured against the *best peer* (of the other endpoints, the one with the
-lowest failure rate; for latency, the lowest p99):
+Suspects. An endpoint is a suspect on evidence that is statistically real, measured
+against the *best peer* (of the other endpoints, the one with the lowest failure rate; for
+latency, the one with the lowest p99):
 
-- each failed attempt beyond what the best peer's failure rate predicts for as many
-  attempts (``failures - attempts * best_peer_rate``),
-- each successful attempt slower than ten times the best peer's p99 (and 10 ms more),
-- each ejection and each heartbeat miss.
+- its failed attempts, when they are *significant*: were the endpoint as good as its best
+  peer, each of the failures the two had would fall on it with the chance of its share of
+  their attempts, so the chance of it having at least as many is a binomial tail (the
+  exact test comparing two Poisson rates). Significant means that chance is below
+  :data:`SIGNIFICANCE` (0.001) *and* the failures beyond what the peer's rate predicts for
+  as many attempts (``failures - attempts * best_peer_rate``) number at least
+  :data:`MIN_EXCESS` (5). With equal traffic and a peer that never fails, 10 failures
+  are significant (0.5 ** 10 < 0.001) and 9 are not; one failure in 1,000 never is, and
+  neither is a burst of four however many attempts the peer had;
+- its slow attempts (successful ones slower than ten times the best peer's p99, and
+  10 ms more), tested the same way against that peer's attempts over the same limit;
+- each ejection and each heartbeat miss: those are always evidence.
 
-An endpoint with a positive score is a suspect; suspects are listed highest score first.
-The score is harm done, not how broken a backend looks: a backend that fails 30 % of
-3,000 attempts fast scores about 900, while a hung one is found by its heartbeats and
-ejected after a dozen timeouts and three misses, scoring about 15, so the failing
-backend ranks first and the hung one second, each with its evidence in words.
+A lone endpoint has no peer to be measured against: only its ejections and heartbeat
+misses make it a suspect.
+
+Severity score (the suspects' order). It counts the incidents that harmed or risked
+calls, each worth one: the excess failures and excess slow attempts that are significant,
+every ejection and heartbeat miss. The score is harm done, not how broken a backend looks:
+a backend that fails 30 % of 3,000 attempts fast scores about 900, while a hung one is
+found by its heartbeats and ejected after a dozen timeouts and three misses, scoring
+about 15, so the failing backend ranks first and the hung one second, each with its
+evidence in words.
 """
 
 from __future__ import annotations
@@ -46,6 +59,8 @@ from resilientrpc.errors import ConfigError
 
 __all__ = [
     "ENDPOINT_EVENTS",
+    "MIN_EXCESS",
+    "SIGNIFICANCE",
     "STATUS_NAMES",
     "AttributeValue",
     "EndpointFigures",
@@ -91,6 +106,11 @@ _ATTEMPT_PREFIX = "Attempt."
 _SLOW_FACTOR = 10.0
 #: ... and at least this much more, in milliseconds (so 0.2 ms vs 2.5 ms is not slow).
 _SLOW_MARGIN_MS = 10.0
+#: Evidence counts when an endpoint as good as its best peer would show as much with
+#: less than this chance ...
+SIGNIFICANCE = 0.001
+#: ... and it is at least this many incidents beyond what the peer's rate predicts.
+MIN_EXCESS = 5.0
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -137,11 +157,18 @@ class EndpointFigures:
     slow_attempts: int
     best_peer_failure_rate: float | None
     best_peer_p99_ms: float | None
+    #: Failures beyond the best peer's rate, and the chance of at least as many failures
+    #: were the endpoint as good as that peer (1.0 with no peer to compare).
+    excess_failures: float
+    failures_p_value: float
+    #: The same for slow attempts, against the lowest-p99 peer's attempts over the limit.
+    excess_slow: float
+    slow_p_value: float
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Suspect:
-    """An endpoint with a positive severity score, and the evidence in words."""
+    """An endpoint with significant evidence against it, its score and the evidence in words."""
 
     endpoint: str
     score: float
@@ -410,14 +437,46 @@ def build_report(spans: Sequence[Span]) -> Report:
     )
 
 
-def _best_peer(endpoint: str, tallies: Mapping[str, _Tally]) -> tuple[float, float] | None:
-    """Of the other endpoints with attempts: the lowest failure rate and the lowest p99."""
-    peers = [tally for name, tally in tallies.items() if name != endpoint and tally.latencies_ms]
-    if not peers:
-        return None
-    rate = min(sum(peer.codes.values()) / len(peer.latencies_ms) for peer in peers)
-    p99 = min(_percentile(sorted(peer.latencies_ms), 0.99) for peer in peers)
-    return rate, p99
+def _versus(count: int, attempts: int, peer_count: int, peer_attempts: int) -> tuple[float, float]:
+    """``count`` incidents in ``attempts`` against a peer's: the excess beyond the peer's
+    rate, and the chance of ``count`` or more of the pair's incidents falling on this side
+    were both sides alike, each with this side's share of the attempts (a binomial tail).
+    Nothing to compare (no attempts on either side): no excess, chance 1.
+
+    >>> excess, chance = _versus(10, 1000, 0, 1000)
+    >>> excess, round(chance, 6)  # 0.5 ** 10
+    (10.0, 0.000977)
+    """
+    if attempts == 0 or peer_attempts == 0:
+        return 0.0, 1.0
+    excess = max(0.0, count - attempts * peer_count / peer_attempts)
+    trials = count + peer_count
+    share = attempts / (attempts + peer_attempts)
+    if count <= trials * share:  # no more than expected: nothing to explain
+        return excess, 1.0
+    log_share, log_rest, log_trials = math.log(share), math.log1p(-share), math.lgamma(trials + 1)
+    tail = 0.0
+    for hits in range(count, trials + 1):  # past the mean, each term is smaller than the last
+        term = math.exp(
+            log_trials
+            - math.lgamma(hits + 1)
+            - math.lgamma(trials - hits + 1)
+            + hits * log_share
+            + (trials - hits) * log_rest
+        )
+        tail += term
+        if term <= tail * 1e-17:
+            break
+    return excess, min(1.0, tail)
+
+
+def _significant(excess: float, p_value: float) -> float:
+    """``excess`` if it is evidence (the module docstring's rule), else nothing."""
+    return excess if p_value < SIGNIFICANCE and excess >= MIN_EXCESS else 0.0
+
+
+def _failures(tally: _Tally) -> int:
+    return sum(tally.codes.values())
 
 
 def _figures(
@@ -427,12 +486,25 @@ def _figures(
     tallies: Mapping[str, _Tally],
 ) -> EndpointFigures:
     latencies = sorted(tally.latencies_ms)
-    failures = sum(tally.codes.values())
-    best = _best_peer(endpoint, tallies)
+    failures = _failures(tally)
+    peers = [peer for name, peer in tallies.items() if name != endpoint and peer.latencies_ms]
+    best_rate = best_p99 = None
+    excess_failures = excess_slow = 0.0
+    failures_p = slow_p = 1.0
     slow = 0
-    if best is not None:
-        limit = max(best[1] * _SLOW_FACTOR, best[1] + _SLOW_MARGIN_MS)
+    if peers:
+        rate_peer = min(peers, key=lambda peer: _failures(peer) / len(peer.latencies_ms))
+        best_rate = _failures(rate_peer) / len(rate_peer.latencies_ms)
+        excess_failures, failures_p = _versus(
+            failures, len(latencies), _failures(rate_peer), len(rate_peer.latencies_ms)
+        )
+        p99s = [_percentile(sorted(peer.latencies_ms), 0.99) for peer in peers]
+        best_p99 = min(p99s)
+        fast_peer = peers[p99s.index(best_p99)].ok_latencies_ms
+        limit = max(best_p99 * _SLOW_FACTOR, best_p99 + _SLOW_MARGIN_MS)
         slow = sum(1 for latency in tally.ok_latencies_ms if latency > limit)
+        peer_slow = sum(1 for latency in fast_peer if latency > limit)
+        excess_slow, slow_p = _versus(slow, len(tally.ok_latencies_ms), peer_slow, len(fast_peer))
     return EndpointFigures(
         endpoint=endpoint,
         attempts=len(latencies),
@@ -448,8 +520,12 @@ def _figures(
         rescued_by_retry=tally.rescued["retry"],
         rescued_by_hedge=tally.rescued["hedge"],
         slow_attempts=slow,
-        best_peer_failure_rate=None if best is None else best[0],
-        best_peer_p99_ms=None if best is None else best[1],
+        best_peer_failure_rate=best_rate,
+        best_peer_p99_ms=best_p99,
+        excess_failures=excess_failures,
+        failures_p_value=failures_p,
+        excess_slow=excess_slow,
+        slow_p_value=slow_p,
     )
 
 
@@ -464,8 +540,12 @@ def _ms(value: float) -> str:
 def _suspect(one: EndpointFigures) -> Suspect | None:
     best_rate = one.best_peer_failure_rate or 0.0
     best_p99 = one.best_peer_p99_ms
-    excess = max(0.0, one.failures - one.attempts * best_rate)
-    score = excess + one.slow_attempts + one.ejections + one.heartbeat_misses
+    score = (
+        _significant(one.excess_failures, one.failures_p_value)
+        + _significant(one.excess_slow, one.slow_p_value)
+        + one.ejections
+        + one.heartbeat_misses
+    )
     if score <= 0:
         return None
     words: list[str] = []
@@ -555,7 +635,10 @@ def format_report(report: Report) -> str:
             lines.append(f"failures at {one.endpoint}: {codes}")
     lines.append("")
     if not report.suspects:
-        lines.append("No suspects: no endpoint failed, stalled or was ejected more than its peers.")
+        lines.append(
+            "No suspects: no endpoint failed, stalled or was ejected significantly more "
+            "than its peers."
+        )
     else:
         lines.append("Suspects, most severe first (score: incidents beyond the best peer):")
         for rank, suspect in enumerate(report.suspects, start=1):

@@ -7,11 +7,23 @@ layer already has - a call starts and ends, an attempt starts and reports its
 :class:`~resilientrpc.retry.RetryEvent` - so a channel with no meter provider does no
 metric work at all.
 
+The per-endpoint gauges are observed from the balancer's endpoint snapshots when the
+meter provider collects. ``resilientrpc.endpoint.status`` follows the OpenTelemetry
+convention for state metrics: an up-down counter with one series per possible value of
+``resilientrpc.endpoint.state`` (:data:`ENDPOINT_STATES`), 1 for the endpoint's current
+state and 0 for the others, so a sum over endpoints counts them per state. An endpoint
+whose snapshot cannot be observed is logged and left out; the others are still observed.
+These observable instruments are made once per meter and observe every live channel
+given that meter provider (a meter makes an instrument name once: a second channel's own
+callbacks would be dropped).
+
 >>> metrics = ClientMetrics(provider, "127.0.0.1:50051")  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -19,13 +31,33 @@ from typing import Any
 import grpc
 from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation, get_meter
 
-from resilientrpc.endpoint import EndpointStatus, Outcome
+from resilientrpc.endpoint import Connectivity, EndpointStatus, Outcome
 from resilientrpc.events import EJECTED, EndpointEvent
 
-__all__ = ["SCOPE", "ClientMetrics", "grpc_method"]
+__all__ = ["ENDPOINT_STATES", "SCOPE", "ClientMetrics", "endpoint_state", "grpc_method"]
 
 #: The instrumentation scope name of every instrument resilientrpc makes.
 SCOPE = "resilientrpc"
+
+_log = logging.getLogger(__name__)
+
+#: Every value of ``resilientrpc.endpoint.state``, what :func:`endpoint_state` returns.
+ENDPOINT_STATES = (
+    "serving",
+    "half_open",
+    "not_serving",
+    "ejected",
+    "connecting",
+    "transient_failure",
+    "shutdown",
+)
+#: The state of an endpoint that is not connected, by its connectivity.
+_UNCONNECTED = {
+    Connectivity.IDLE.name: "connecting",
+    Connectivity.CONNECTING.name: "connecting",
+    Connectivity.TRANSIENT_FAILURE.name: "transient_failure",
+    Connectivity.SHUTDOWN.name: "shutdown",
+}
 
 #: Bucket bounds (seconds) of the latency histograms, as A66 recommends.
 _LATENCY_BOUNDS = (
@@ -85,6 +117,23 @@ def _histogram(meter: Meter, name: str, unit: str, description: str) -> Histogra
         return meter.create_histogram(name, unit=unit, description=description)
 
 
+def endpoint_state(status: EndpointStatus) -> str:
+    """One of :data:`ENDPOINT_STATES` for an endpoint snapshot, the first that holds of:
+
+    ``ejected`` by outlier detection; not connected: ``connecting`` (also when idle),
+    ``transient_failure`` or ``shutdown``; connected but its health check does not (yet)
+    say SERVING: ``not_serving``; taking calls on trial after an ejection: ``half_open``;
+    else ``serving``. A connectivity name it does not know raises ``KeyError``.
+    """
+    if status.ejected:
+        return "ejected"
+    if status.state != Connectivity.READY.name:
+        return _UNCONNECTED[status.state]
+    if not status.available:
+        return "not_serving"
+    return "half_open" if status.half_open else "serving"
+
+
 def grpc_method(service: str, method: str) -> str:
     """The ``grpc.method`` attribute: ``"pkg.Service/Method"``.
 
@@ -98,8 +147,8 @@ class ClientMetrics:
     """Every instrument of one channel; ``target`` is its ``grpc.target`` attribute.
 
     ``endpoints`` (a bound method, such as the balancer's ``statuses``) feeds the
-    observable outstanding-calls gauge; it is held weakly, so the meter provider does
-    not keep a dropped channel's balancer alive.
+    observable per-endpoint instruments (outstanding calls, status); it is held weakly,
+    so the meter provider does not keep a dropped channel's balancer alive.
     """
 
     def __init__(
@@ -110,7 +159,6 @@ class ClientMetrics:
     ) -> None:
         meter = get_meter(SCOPE, meter_provider=meter_provider)
         self.target = target
-        self._endpoints = None if endpoints is None else weakref.WeakMethod(endpoints)
         self._attempts_started = meter.create_counter(
             "grpc.client.attempt.started", unit="{attempt}", description="Attempts started."
         )
@@ -137,12 +185,9 @@ class ClientMetrics:
             unit="{ejection}",
             description="Times outlier detection took an endpoint out of traffic.",
         )
-        meter.create_observable_gauge(
-            "resilientrpc.endpoint.outstanding",
-            callbacks=[self._observe_outstanding],
-            unit="{call}",
-            description="Calls in flight on an endpoint.",
-        )
+        observed = _observed_by(meter)
+        if endpoints is not None:
+            observed.add(_Source(target, weakref.WeakMethod(endpoints)))
 
     def attempt_started(self, method: str) -> None:
         """Count an attempt of ``method`` (``grpc_method`` form)."""
@@ -187,14 +232,110 @@ class ClientMetrics:
     def _with_status(self, method: str, code: grpc.StatusCode) -> dict[str, str]:
         return {"grpc.method": method, "grpc.target": self.target, "grpc.status": code.name}
 
-    def _observe_outstanding(self, options: CallbackOptions) -> Iterable[Observation]:
-        endpoints = None if self._endpoints is None else self._endpoints()
-        if endpoints is None:
+
+class _Source:
+    """One channel's endpoints as the per-endpoint instruments see them: its target and
+    its ``statuses`` method, held weakly (dead once the balancer is gone)."""
+
+    def __init__(self, target: str, statuses: weakref.WeakMethod[Any]) -> None:
+        self.target = target
+        self.statuses = statuses
+        self.logged = False  # whether a failure to observe it was logged
+
+    def observe(
+        self, observe: Callable[[EndpointStatus, dict[str, str]], list[Observation]]
+    ) -> list[Observation]:
+        """``observe``'s observations of every endpoint, given its attributes; an endpoint
+        it fails on (or a balancer that fails to list them) is logged and left out."""
+        statuses = self.statuses()
+        if statuses is None:
             return []
-        return [
-            Observation(
-                status.outstanding,
-                {"server.address": status.address, "grpc.target": self.target},
-            )
-            for status in endpoints()
-        ]
+        observations: list[Observation] = []
+        try:
+            for status in statuses():
+                try:
+                    where = {"server.address": status.address, "grpc.target": self.target}
+                    observations.extend(observe(status, where))
+                except Exception:
+                    self._failed(status.address)
+        except Exception:
+            self._failed("list")
+        return observations
+
+    def _failed(self, what: str) -> None:
+        """Log the exception being handled: the first time at ERROR, then at DEBUG (a
+        collection runs every few seconds and would repeat it)."""
+        level = logging.DEBUG if self.logged else logging.ERROR
+        self.logged = True
+        _log.log(level, "metrics of %s: endpoint %s not observed", self.target, what, exc_info=True)
+
+
+def _outstanding(status: EndpointStatus, where: dict[str, str]) -> list[Observation]:
+    return [Observation(status.outstanding, where)]
+
+
+def _status(status: EndpointStatus, where: dict[str, str]) -> list[Observation]:
+    current = endpoint_state(status)
+    return [
+        Observation(int(state == current), {**where, "resilientrpc.endpoint.state": state})
+        for state in ENDPOINT_STATES
+    ]
+
+
+class _Observed:
+    """The observable per-endpoint instruments of one meter and every channel they observe.
+
+    A meter provider hands every channel the same meter, and a meter makes an instrument
+    name once (a second ``create_observable_gauge`` returns the first, its callbacks
+    dropped), so the instruments are made once per meter and each collection observes
+    the channels still alive, forgetting the others.
+    """
+
+    def __init__(self, meter: Meter) -> None:
+        self._lock = threading.Lock()
+        self._sources: list[_Source] = []
+        meter.create_observable_gauge(
+            "resilientrpc.endpoint.outstanding",
+            callbacks=[self._observe_outstanding],
+            unit="{call}",
+            description="Calls in flight on an endpoint.",
+        )
+        meter.create_observable_up_down_counter(
+            "resilientrpc.endpoint.status",
+            callbacks=[self._observe_status],
+            unit="1",
+            description="1 for the endpoint's current state, 0 for the other states.",
+        )
+
+    def add(self, source: _Source) -> None:
+        with self._lock:
+            self._sources = [*self._live(), source]
+
+    def _observe_outstanding(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_outstanding)
+
+    def _observe_status(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._observe(_status)
+
+    def _live(self) -> list[_Source]:
+        return [source for source in self._sources if source.statuses() is not None]
+
+    def _observe(
+        self, observe: Callable[[EndpointStatus, dict[str, str]], list[Observation]]
+    ) -> Iterable[Observation]:
+        with self._lock:
+            self._sources = sources = self._live()
+        return [observation for source in sources for observation in source.observe(observe)]
+
+
+_observed: weakref.WeakKeyDictionary[Meter, _Observed] = weakref.WeakKeyDictionary()
+_observed_lock = threading.Lock()
+
+
+def _observed_by(meter: Meter) -> _Observed:
+    """The per-endpoint instruments of ``meter``, made on first use."""
+    with _observed_lock:
+        observed = _observed.get(meter)
+        if observed is None:
+            observed = _observed[meter] = _Observed(meter)
+        return observed

@@ -379,6 +379,80 @@ def test_a_slow_backend_that_never_fails_is_a_suspect() -> None:
     assert "p99 400 ms vs best peer 2.0 ms; 50 slow attempts" in suspect.evidence
 
 
+def _traffic(build: _Builder | None = None, **per_endpoint: tuple[int, int]) -> list[Span]:
+    """Single-attempt calls: per endpoint ``(attempts, failed)``, failures UNAVAILABLE."""
+    ports = {"healthy": HEALTHY, "failing": FAILING, "hung": HUNG}
+    build = build or _Builder()
+    for name, (attempts, failed) in per_endpoint.items():
+        for index in range(attempts):
+            code = UNAVAILABLE if index < failed else OK
+            build.call([(ports[name], code, 2.0, False)], code)
+    return build.spans
+
+
+def _suspects(spans: list[Span]) -> dict[str, float]:
+    return {suspect.endpoint: suspect.score for suspect in build_report(spans).suspects}
+
+
+def test_one_slow_attempt_among_a_thousand_is_no_suspect() -> None:
+    build = _Builder()
+    for index in range(1000):
+        build.call([(HEALTHY, OK, 2.0, False)], OK)
+        build.call([(FAILING, OK, 400.0 if index == 500 else 2.0, False)], OK)
+    report = build_report(build.spans)
+    assert {one.endpoint: one.slow_attempts for one in report.endpoints}[FAILING] == 1
+    assert report.suspects == () and "No suspects" in format_report(report)
+
+
+def test_two_percent_failing_against_peers_that_never_fail_is_a_suspect() -> None:
+    spans = _traffic(healthy=(2000, 0), failing=(2000, 40), hung=(2000, 0))
+    assert _suspects(spans) == {FAILING: 40}
+
+
+def test_one_failure_in_a_thousand_is_no_suspect() -> None:
+    assert _suspects(_traffic(healthy=(1000, 0), failing=(1000, 1))) == {}
+
+
+@pytest.mark.parametrize(("failed", "suspect"), [(9, False), (10, True)])
+def test_failures_must_be_unlikely_for_an_endpoint_as_good_as_its_peer(
+    failed: int, suspect: bool
+) -> None:
+    # Equal traffic, a peer that never fails: k failures all land here with chance 0.5 ** k,
+    # under 0.001 from 10 on; 9 excess failures pass the minimum count, so the chance decides.
+    report = build_report(_traffic(healthy=(1000, 0), failing=(1000, failed)))
+    figures = {one.endpoint: one for one in report.endpoints}[FAILING]
+    assert figures.failures_p_value == pytest.approx(0.5**failed)
+    assert _suspects(_traffic(healthy=(1000, 0), failing=(1000, failed))) == (
+        {FAILING: failed} if suspect else {}
+    )
+
+
+@pytest.mark.parametrize(("failed", "suspect"), [(4, False), (5, True)])
+def test_failures_must_number_at_least_five_beyond_the_peer(failed: int, suspect: bool) -> None:
+    # 100 attempts against a peer's 2,000 that never failed: even 4 failures are unlikely
+    # (0.048 ** 4 < 0.001), but a burst of fewer than five is not a suspect.
+    spans = _traffic(healthy=(2000, 0), failing=(100, failed))
+    (figures,) = [one for one in build_report(spans).endpoints if one.endpoint == FAILING]
+    assert figures.failures_p_value < 0.001
+    assert _suspects(spans) == ({FAILING: failed} if suspect else {})
+
+
+@pytest.mark.parametrize(("slow", "suspect"), [(9, False), (10, True)])
+def test_slow_attempts_follow_the_same_rule(slow: int, suspect: bool) -> None:
+    build = _Builder()
+    for index in range(1000):
+        build.call([(HEALTHY, OK, 2.0, False)], OK)
+        build.call([(FAILING, OK, 400.0 if index < slow else 2.0, False)], OK)
+    assert _suspects(build.spans) == ({FAILING: slow} if suspect else {})
+
+
+def test_a_lone_endpoint_is_a_suspect_only_on_ejections_and_heartbeat_misses() -> None:
+    build = _Builder()
+    assert _suspects(_traffic(build, failing=(100, 30))) == {}
+    build.endpoint_span("ejected", FAILING)
+    assert _suspects(build.spans) == {FAILING: 1}
+
+
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "resilientrpc.cli", "faults", *args],

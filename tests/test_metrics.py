@@ -7,7 +7,9 @@ fails and the one that succeeds are known.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,11 +24,17 @@ from opentelemetry.sdk.trace import TracerProvider
 
 import resilientrpc
 from resilientrpc import events
-from resilientrpc.config import ConsecutiveFailures, OutlierDetection, RoundRobin, ServiceConfig
+from resilientrpc.config import (
+    ConsecutiveFailures,
+    HealthCheckConfig,
+    OutlierDetection,
+    RoundRobin,
+    ServiceConfig,
+)
 from resilientrpc.endpoint import EndpointStatus
-from resilientrpc.metrics import ClientMetrics
+from resilientrpc.metrics import ENDPOINT_STATES, ClientMetrics
 from resilientrpc.retry import RetryEvent
-from resilientrpc.testing import Backends
+from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
 from tests.test_tracing import CALL, FAIL_OVER, OpenChannel, config
 from tests.twins import ChannelHandle
 from tests.waiting import eventually
@@ -81,6 +89,24 @@ def by_status(points: list[Any]) -> dict[str, Any]:
 
 def total(points: list[Any]) -> int:
     return sum(p.value if hasattr(p, "value") else p.count for p in points)
+
+
+STATUS = "resilientrpc.endpoint.status"
+
+
+def states(points: list[Any], target: str | None = None) -> dict[str, str]:
+    """``address -> state`` from the status points (of one ``grpc.target`` if given),
+    checking that every endpoint has one series per state and exactly one of them at 1."""
+    series: dict[str, dict[str, int]] = {}
+    for point in points:
+        if target is None or point.attributes["grpc.target"] == target:
+            by_state = series.setdefault(point.attributes["server.address"], {})
+            by_state[point.attributes["resilientrpc.endpoint.state"]] = point.value
+    for by_state in series.values():
+        assert sorted(by_state) == sorted(ENDPOINT_STATES) and sum(by_state.values()) == 1
+    return {
+        address: max(by_state, key=by_state.__getitem__) for address, by_state in series.items()
+    }
 
 
 def test_a_call_that_fails_over_is_two_attempts_and_one_retry(
@@ -207,6 +233,25 @@ def test_ejections_are_counted_per_endpoint(
     assert ejections.attributes["server.address"] == group[0].address
     status = next(s for s in handle.endpoints() if s.address == group[0].address)
     assert [e.kind for e in status.events].count(events.EJECTED) == 1
+    assert states(metrics.points(STATUS))[group[0].address] == "ejected"
+
+
+def test_endpoint_status_follows_the_health_check(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    group = backends(2)
+    service_config = ServiceConfig(
+        load_balancing=RoundRobin(), health_check=HealthCheckConfig(service_name="")
+    )
+    handle = open_channel(group.addresses, config=service_config, meter_provider=metrics.provider)
+    handle.wait_ready(5)
+    serving = dict.fromkeys(group.addresses, "serving")
+    metrics.wait(STATUS, lambda p: states(p) == serving)
+    group[0].configure(health="NOT_SERVING")
+    metrics.wait(STATUS, lambda p: states(p) == {**serving, group[0].address: "not_serving"})
+    assert handle.echo("x").backend == group[1].name  # the channel goes on, on the other one
+    group[0].configure(health="SERVING")
+    metrics.wait(STATUS, lambda p: states(p) == serving)
 
 
 def test_metrics_alone_add_the_step_and_record_no_spans(
@@ -233,14 +278,38 @@ def test_tracing_without_a_meter_provider_records_no_metrics(
     tracer_provider.shutdown()
 
 
-class _Endpoints:
-    """What a balancer gives the gauge: a ``statuses`` method."""
+def test_channels_sharing_a_meter_provider_each_report_their_endpoints(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    # One meter per provider makes an instrument name once: the second channel's
+    # endpoints must not be lost behind the first channel's callbacks.
+    first, second = backends(1), backends(1)
+    for group in (first, second):
+        opened(open_channel, group.addresses, metrics, config())
+    points = metrics.points(STATUS)
+    for group in (first, second):
+        assert states(points, group[0].address) == {group[0].address: "serving"}
+    outstanding = metrics.points("resilientrpc.endpoint.outstanding")
+    assert sorted(p.attributes["server.address"] for p in outstanding) == sorted(
+        first.addresses + second.addresses
+    )
 
-    def __init__(self, status: EndpointStatus) -> None:
-        self.status = status
+
+class _Endpoints:
+    """What a balancer gives the gauges: a ``statuses`` method."""
+
+    def __init__(self, *statuses: EndpointStatus) -> None:
+        self.listed = list(statuses)
 
     def statuses(self) -> list[EndpointStatus]:
-        return [self.status]
+        return self.listed
+
+
+class _Broken:
+    """A balancer whose ``statuses`` raises."""
+
+    def statuses(self) -> list[EndpointStatus]:
+        raise RuntimeError("no statuses")
 
 
 def test_the_meter_provider_does_not_keep_a_balancer_alive(
@@ -256,3 +325,42 @@ def test_the_meter_provider_does_not_keep_a_balancer_alive(
     del owner
     gc.collect()
     assert metrics.points("resilientrpc.endpoint.outstanding") == []
+
+
+def test_an_endpoint_that_cannot_be_observed_does_not_stop_the_others(
+    backends: Callable[..., Backends], metrics: Metrics, caplog: pytest.LogCaptureFixture
+) -> None:
+    group = backends(2)
+    channel = resilientrpc.ResilientChannel(group.addresses, meter_provider=metrics.provider)
+    try:
+        assert eventually(lambda: all(s.state == "READY" for s in channel.endpoints()))
+        good, bad = channel.endpoints()
+        owner = _Endpoints(dataclasses.replace(bad, state="NO_SUCH_STATE"), good)
+        ClientMetrics(metrics.provider, "odd", owner.statuses)
+        broken = _Broken()
+        ClientMetrics(metrics.provider, "broken", broken.statuses)
+        with caplog.at_level(logging.DEBUG, logger="resilientrpc.metrics"):
+            points = metrics.points(STATUS)
+            assert states(points, "odd") == {good.address: "serving"}  # the odd one left out
+            assert states(points, ",".join(group.addresses)) == dict.fromkeys(
+                group.addresses, "serving"
+            )  # the channel's own, from another callback, observed as ever
+            outstanding = metrics.points("resilientrpc.endpoint.outstanding")
+            assert sorted(
+                p.attributes["server.address"]
+                for p in outstanding
+                if p.attributes["grpc.target"] == "odd"
+            ) == sorted([good.address, bad.address])  # a state it cannot name: still counted
+            assert not [p for p in points if p.attributes["grpc.target"] == "broken"]
+            metrics.points(STATUS)  # a second collection logs quietly
+        errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert sorted(r.getMessage() for r in errors) == [  # once each, however many collections
+            "metrics of broken: endpoint list not observed",
+            f"metrics of odd: endpoint {bad.address} not observed",
+        ]
+        assert all(r.exc_info for r in caplog.records if r.name == "resilientrpc.metrics")
+        reply = echo_pb2_grpc.EchoStub(channel).Echo(echo_pb2.EchoRequest(message="x"), timeout=5)
+        assert reply.message == "x"  # the channel goes on, its metrics too
+        metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
+    finally:
+        channel.close()
