@@ -82,13 +82,16 @@ class ProtobufJsonExporter(SpanExporter):
         self._stream.close()
 
 
-def _json_file_exporter(path: Path) -> SpanExporter:
-    module = pytest.importorskip(
+def _json_file_module() -> Any:
+    return pytest.importorskip(
         "opentelemetry.exporter.otlp.json.file",
         reason="opentelemetry-exporter-otlp-json-file needs opentelemetry-sdk 1.45 "
         "(installed by `make setup`, not at the floors)",
     )
-    exporter: SpanExporter = module.FileSpanExporter(path)
+
+
+def _json_file_exporter(path: Path) -> SpanExporter:
+    exporter: SpanExporter = _json_file_module().FileSpanExporter(path)
     return exporter
 
 
@@ -233,7 +236,7 @@ def test_every_writer_gives_the_same_spans_with_hex_ids(run: Run) -> None:
 def test_parents_are_found_across_writers_of_hex_and_base64_ids(run: Run) -> None:
     # The call spans in protobuf's JSON (base64 ids), their attempts as the json-file
     # exporter writes them (hex ids), in one file: every attempt finds its call.
-    module = pytest.importorskip("opentelemetry.exporter.otlp.json.file")
+    module = _json_file_module()
     calls = [span for span in run.spans if span.parent is None]
     attempts = [span for span in run.spans if span.name.startswith("Attempt.")]
     stream = io.StringIO()
