@@ -10,11 +10,13 @@ PROTOS := $(wildcard protos/resilientrpc/proto/*.proto)
 
 .PHONY: setup setup-floor test test-floor lint typecheck pytest demo bench protos mutate clean
 
-# The newest releases that pyproject.toml allows.
-$(VENV)/.installed: pyproject.toml
+# The newest releases that pyproject.toml allows, and what can only be tested there
+# (constraints/newest-only.txt), resolved together.
+NEWEST_ONLY := constraints/newest-only.txt
+$(VENV)/.installed: pyproject.toml $(NEWEST_ONLY)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' -r $(NEWEST_ONLY)
 	touch $@
 
 # The floors, plus grpcio-tools: the generator of resilientrpc/proto lives only here.

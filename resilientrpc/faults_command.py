@@ -1,11 +1,12 @@
 """``resilientrpc faults``: read spans from a file or a live OTLP/gRPC receiver, print the report.
 
-``resilientrpc faults FILE`` reads an OTLP JSON file (as the OpenTelemetry file exporter
-writes it) or the JSON of Jaeger's query API; ``--listen 127.0.0.1:4317`` instead runs a
-small OTLP/gRPC trace receiver (the collector ``TraceService`` of opentelemetry-proto, from
-the ``resilientrpc[otlp]`` extra) on a loopback address, prints ``listening on HOST:PORT``
-as its first line, collects spans until Ctrl-C or ``--seconds`` and then prints the
-report. The analysis is :mod:`resilientrpc.faults_report`; ``--json`` prints it as JSON.
+``resilientrpc faults FILE`` reads an OTLP JSON file (JSON lines as the OpenTelemetry
+file exporters write them, or one document) or the JSON of Jaeger's query API;
+``--listen 127.0.0.1:4317`` instead runs a small OTLP/gRPC trace receiver (the collector
+``TraceService`` of opentelemetry-proto, from the ``resilientrpc[otlp]`` extra) on a
+loopback address, prints ``listening on HOST:PORT`` as its first line, collects spans
+until Ctrl-C or ``--seconds`` and then prints the report. The analysis is
+:mod:`resilientrpc.faults_report`; ``--json`` prints it as JSON.
 """
 
 from __future__ import annotations
@@ -163,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host, port = loopback_address(args.listen)
             spans, dropped = _receive(host, port, args.seconds)
         else:
-            spans = parse_spans(Path(args.file).read_text(encoding="utf-8"))
+            spans = parse_spans(Path(args.file).read_bytes())
     except ConfigError as error:
         parser.error(str(error))
     except OSError as error:

@@ -48,11 +48,14 @@ evidence in words.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import math
+import re
+import string
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from resilientrpc.errors import ConfigError
@@ -189,37 +192,104 @@ class Report:
 # --- reading ---------------------------------------------------------------------------
 
 
-def parse_spans(text: str) -> list[Span]:
-    """Spans from OTLP JSON (one request object per line, or one object) or Jaeger JSON.
+#: Leading bytes of compressed files, and what wrote them.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_WHITESPACE = re.compile(r"[ \t\n\r]*")
+_TRACE_ID_BYTES, _SPAN_ID_BYTES = 16, 8
 
-    Text that is neither raises :class:`ConfigError` naming where it went wrong.
+
+def parse_spans(text: str | bytes) -> list[Span]:
+    """Spans of a file's contents: OTLP JSON (one document or JSON lines) or Jaeger JSON.
+
+    What the writers write (tests/test_faults_file.py checks it against the real ones):
+
+    - opentelemetry-exporter-otlp-json-file (0.66b1: ``FileSpanExporter(path)``, appending,
+      or ``FileSpanExporter(stream=...)``; it needs opentelemetry-sdk ~= 1.45.1): JSON
+      lines, one compact ``ExportTraceServiceRequest`` per export (per batch of a batch
+      span processor, per span of a simple one), never compressed. It follows OTLP's "JSON
+      Protobuf Encoding": lowerCamelCase keys, ``traceId`` / ``spanId`` in lowercase hex,
+      enums (``kind``, ``status.code``) as integers, int64 (``intValue``, times) as strings.
+    - the Collector's ``file`` exporter with ``format: json`` (the default): the same, one
+      request per line. Its ``format: proto`` is binary and ``compression: zstd`` writes
+      zstd frames of its own; no exporter writes gzip. Those files get a clear error.
+    - ``google.protobuf.json_format.MessageToJson`` of the request the OTLP/gRPC exporter
+      sends (``opentelemetry.exporter.otlp.proto.common.trace_encoder.encode_spans``), and
+      the ``--listen`` receiver's ``MessageToDict``: protobuf's own JSON mapping, with bytes
+      (so the ids) in base64, enums by name (``STATUS_CODE_ERROR``), and from
+      ``MessageToJson`` one indented document over many lines.
+    - Jaeger's query API (``/api/traces``): ``{"data": [{"traceID", "spans", "processes"}]}``,
+      hex ids, microsecond times, tags, logs and references.
+
+    So the text is read as JSON documents one after another (one document, JSON lines, or
+    indented documents in a row), each OTLP or Jaeger. OTLP ids become lowercase hex however
+    they were written (base64 of 16 or 8 bytes is decoded), so a trace's spans find their
+    parents whichever writer wrote them. Bytes are decoded as UTF-8. Anything else
+    (compressed or binary files, JSON in neither format) raises :class:`ConfigError`
+    naming where it went wrong.
     """
     try:
-        return _parse_spans(text)
+        return _parse_spans(_decode(text) if isinstance(text, bytes) else text)
     except ConfigError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ConfigError("file", f"not OTLP or Jaeger JSON ({error!r})") from None
 
 
-def _parse_spans(text: str) -> list[Span]:
+def _decode(data: bytes) -> str:
+    for magic, kind in _COMPRESSED.items():
+        if data.startswith(magic):
+            raise ConfigError(
+                "file", f"{kind}-compressed, not JSON: decompress it or export uncompressed"
+            )
     try:
-        whole = json.loads(text)
-    except json.JSONDecodeError:
-        whole = None
-    if isinstance(whole, dict) and "data" in whole:
-        return parse_jaeger(whole)
-    if isinstance(whole, dict):
-        return parse_otlp([whole])
-    documents: list[Any] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError(
+            "file", "not UTF-8 text (a binary format, such as the collector's `format: proto`?)"
+        ) from None
+
+
+def _documents(text: str) -> Iterator[tuple[int, Any]]:
+    """``(line, document)`` of each JSON value in ``text``, in order."""
+    decoder = json.JSONDecoder()
+    position, line, counted = 0, 1, 0
+    while True:
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        if position == len(text):
+            return
+        line += text.count("\n", counted, position)
+        counted = position
         try:
-            documents.append(json.loads(line))
+            document, end = decoder.raw_decode(text, position)
         except json.JSONDecodeError as error:
-            raise ConfigError(f"line {number}", f"not JSON: {error.msg}") from None
-    return parse_otlp(documents)
+            where = "" if error.lineno == line else f" (line {error.lineno})"
+            raise ConfigError(f"line {line}", f"not JSON: {error.msg}{where}") from None
+        yield line, document
+        position = end
+
+
+def _parse_spans(text: str) -> list[Span]:
+    documents = list(_documents(text))
+    spans: list[Span] = []
+    for line, document in documents:
+        where = f"line {line}" if len(documents) > 1 else "[0]"
+        if isinstance(document, dict) and "data" in document:
+            spans += parse_jaeger(document)
+        else:
+            spans += _otlp_document(document, where)
+    return spans
+
+
+def _otlp_id(value: Any, size: int) -> str:
+    """An OTLP id as lowercase hex: as OTLP JSON writes it, or base64 as protobuf's mapping does."""
+    text = str(value)
+    if len(text) == 2 * size and all(char in string.hexdigits for char in text):
+        return text.lower()
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error
+        return text
+    return raw.hex() if len(raw) == size else text
 
 
 def _otlp_value(value: Mapping[str, Any]) -> AttributeValue:
@@ -247,32 +317,38 @@ def parse_otlp(documents: Iterable[Any]) -> list[Span]:
     """Spans of OTLP ``ExportTraceServiceRequest`` objects in their JSON mapping."""
     spans: list[Span] = []
     for index, document in enumerate(documents):
-        if not isinstance(document, dict) or "resourceSpans" not in document:
-            raise ConfigError(f"[{index}]", "expected an OTLP object with 'resourceSpans'")
-        for resource in document["resourceSpans"]:
-            for scope in resource.get("scopeSpans", ()):
-                for raw in scope.get("spans", ()):
-                    events = tuple(
-                        Event(
-                            name=str(event.get("name", "")),
-                            time_ns=int(event.get("timeUnixNano", 0)),
-                            attributes=_otlp_attributes(event.get("attributes", ())),
-                        )
-                        for event in raw.get("events", ())
+        spans += _otlp_document(document, f"[{index}]")
+    return spans
+
+
+def _otlp_document(document: Any, where: str) -> list[Span]:
+    if not isinstance(document, dict) or "resourceSpans" not in document:
+        raise ConfigError(where, "expected an OTLP object with 'resourceSpans'")
+    spans: list[Span] = []
+    for resource in document["resourceSpans"]:
+        for scope in resource.get("scopeSpans", ()):
+            for raw in scope.get("spans", ()):
+                events = tuple(
+                    Event(
+                        name=str(event.get("name", "")),
+                        time_ns=int(event.get("timeUnixNano", 0)),
+                        attributes=_otlp_attributes(event.get("attributes", ())),
                     )
-                    spans.append(
-                        Span(
-                            trace_id=str(raw.get("traceId", "")),
-                            span_id=str(raw.get("spanId", "")),
-                            parent_id=str(raw.get("parentSpanId", "")),
-                            name=str(raw.get("name", "")),
-                            start_ns=int(raw.get("startTimeUnixNano", 0)),
-                            end_ns=int(raw.get("endTimeUnixNano", 0)),
-                            error=_otlp_error(raw.get("status", {})),
-                            attributes=_otlp_attributes(raw.get("attributes", ())),
-                            events=events,
-                        )
+                    for event in raw.get("events", ())
+                )
+                spans.append(
+                    Span(
+                        trace_id=_otlp_id(raw.get("traceId", ""), _TRACE_ID_BYTES),
+                        span_id=_otlp_id(raw.get("spanId", ""), _SPAN_ID_BYTES),
+                        parent_id=_otlp_id(raw.get("parentSpanId", ""), _SPAN_ID_BYTES),
+                        name=str(raw.get("name", "")),
+                        start_ns=int(raw.get("startTimeUnixNano", 0)),
+                        end_ns=int(raw.get("endTimeUnixNano", 0)),
+                        error=_otlp_error(raw.get("status", {})),
+                        attributes=_otlp_attributes(raw.get("attributes", ())),
+                        events=events,
                     )
+                )
     return spans
 
 
