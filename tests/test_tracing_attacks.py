@@ -1,0 +1,167 @@
+"""Tracing under attack, both twins: telemetry parts from outside that misbehave must not
+fail a call or a channel, against a real server and the real SDK.
+
+A propagator is OpenTelemetry's to configure, so what it writes is only as valid as the
+propagator; the metadata a caller passes may already hold a trace header; a provider
+handed to the wrong argument is the user's mistake to be told about, by name.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+import resilientrpc
+from tests.twins import ChannelHandle
+
+METHOD = "/attack.Svc/Unary"
+OpenChannel = Callable[..., ChannelHandle]
+STALE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+class Recorder:
+    """A real grpc server whose one unary method echoes its request and records every
+    request's metadata in full (duplicates and order kept)."""
+
+    def __init__(self) -> None:
+        self.metadata: list[list[tuple[str, str | bytes]]] = []
+        self._lock = threading.Lock()
+        self._pool = futures.ThreadPoolExecutor(max_workers=2)
+        self._server = grpc.server(self._pool)
+        handler = grpc.unary_unary_rpc_method_handler(self._unary)
+        self._server.add_generic_rpc_handlers(
+            [grpc.method_handlers_generic_handler("attack.Svc", {"Unary": handler})]
+        )
+        self.address = f"127.0.0.1:{self._server.add_insecure_port('127.0.0.1:0')}"
+        self._server.start()
+
+    def _unary(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        with self._lock:
+            self.metadata.append([(m.key, m.value) for m in context.invocation_metadata()])
+        return request
+
+    def stop(self) -> None:
+        self._server.stop(None).wait(5)
+        self._pool.shutdown(wait=True)
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def global_propagator() -> Iterator[Callable[[TextMapPropagator], None]]:
+    """Set the global propagator for one test; the one before comes back after it."""
+    before = propagate.get_global_textmap()
+    yield propagate.set_global_textmap
+    propagate.set_global_textmap(before)
+
+
+def _unary(handle: ChannelHandle, metadata: Any = None) -> bytes:
+    """One raw unary call through the twin's channel."""
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    method = channel.unary_unary(METHOD)
+    if not hasattr(handle, "run"):
+        reply: bytes = method(b"x", timeout=5, metadata=metadata)
+        return reply
+
+    async def call() -> bytes:
+        answer: bytes = await method(b"x", timeout=5, metadata=metadata)
+        return answer
+
+    answered: bytes = handle.run(call())
+    return answered
+
+
+#: Headers gRPC refuses as they are.
+SLOPPY = {
+    "X-Tenant-Trace": "t-1",  # uppercase: HTTP/2 wants lowercase
+    "x-accent": "h\u00e9llo",  # not ASCII
+    "x-newline": "a\nb",  # not printable
+    "x-span-bin": "text",  # a -bin key with a str value
+    "bad key": "v",  # a space in the key
+}
+
+
+class _Sloppy(TextMapPropagator):
+    """A propagator that writes :data:`SLOPPY`."""
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[Any] = default_setter,
+    ) -> None:
+        for key, value in SLOPPY.items():
+            setter.set(carrier, key, value)
+
+    def extract(self, carrier: CarrierT, context: Context | None = None, getter: Any = None) -> Any:
+        return context
+
+    @property
+    def fields(self) -> set[str]:
+        return set(SLOPPY)
+
+
+def test_a_propagator_writing_headers_grpc_refuses_never_fails_a_call(
+    open_channel: OpenChannel,
+    recorder: Recorder,
+    global_propagator: Callable[[TextMapPropagator], None],
+) -> None:
+    global_propagator(CompositePropagator([TraceContextTextMapPropagator(), _Sloppy()]))
+    handle = open_channel([recorder.address], tracer_provider=TracerProvider())
+    assert _unary(handle) == b"x"
+    (sent,) = recorder.metadata
+    headers = dict(sent)
+    assert headers["x-tenant-trace"] == "t-1"  # lowercased
+    assert headers["x-span-bin"] == b"text"  # sent as bytes
+    assert str(headers["traceparent"]).startswith("00-")
+    assert not {"x-accent", "x-newline", "bad key"} & set(headers)
+
+
+@pytest.mark.parametrize("kind", ["tuple", "aio.Metadata"])
+def test_a_callers_trace_header_is_replaced_not_duplicated(
+    open_channel: OpenChannel, recorder: Recorder, kind: str
+) -> None:
+    items = (("traceparent", STALE), ("x-keep", "1"), ("traceparent", STALE), ("x-keep", "2"))
+    metadata = items if kind == "tuple" else grpc.aio.Metadata(*items)
+    handle = open_channel([recorder.address], tracer_provider=TracerProvider())
+    assert _unary(handle, metadata) == b"x"
+    (sent,) = recorder.metadata
+    parents = [value for key, value in sent if key == "traceparent"]
+    assert len(parents) == 1
+    assert parents != [STALE]
+    assert [value for key, value in sent if key == "x-keep"] == ["1", "2"]
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs"),
+    [
+        ("tracer_provider", {"tracer_provider": MeterProvider()}),
+        ("meter_provider", {"meter_provider": TracerProvider()}),
+        ("tracer_provider", {"tracer_provider": "http://127.0.0.1:4317"}),
+    ],
+    ids=["meter-as-tracer", "tracer-as-meter", "a-string"],
+)
+def test_a_provider_of_the_wrong_kind_is_a_config_error_naming_it(
+    open_channel: OpenChannel, field: str, kwargs: dict[str, Any]
+) -> None:
+    with pytest.raises(resilientrpc.ConfigError) as raised:
+        open_channel(["127.0.0.1:1"], **kwargs)
+    assert raised.value.path == field
