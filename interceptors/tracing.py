@@ -89,6 +89,10 @@ class CallTracer:
         inject: bool = True,
         metrics: ClientMetrics | None = None,
     ) -> None:
+        if isinstance(record_metadata, str | bytes):  # a key alone: each letter a key
+            raise ConfigError(
+                "record_metadata", f"expected a sequence of keys, got {record_metadata!r}"
+            )
         self._tracer = tracer_of(tracer_provider)
         self._metrics = metrics
         self._propagator = propagator

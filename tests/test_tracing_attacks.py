@@ -25,6 +25,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import resilientrpc
+from interceptors import TracingInterceptor
+from interceptors.aio import TracingInterceptor as AioTracingInterceptor
 from tests.twins import ChannelHandle
 
 METHOD = "/attack.Svc/Unary"
@@ -165,3 +167,13 @@ def test_a_provider_of_the_wrong_kind_is_a_config_error_naming_it(
     with pytest.raises(resilientrpc.ConfigError) as raised:
         open_channel(["127.0.0.1:1"], **kwargs)
     assert raised.value.path == field
+
+
+@pytest.mark.parametrize("twin", ["sync", "aio"])
+def test_one_key_given_alone_to_record_metadata_is_a_config_error(twin: str) -> None:
+    """A string is a sequence too: "x-tenant" would record keys "x", "-", "t"... and so
+    never the key meant, silently."""
+    kind = TracingInterceptor if twin == "sync" else AioTracingInterceptor
+    with pytest.raises(resilientrpc.ConfigError) as raised:
+        kind(TracerProvider(), record_metadata="x-tenant")
+    assert raised.value.path == "record_metadata"
