@@ -112,6 +112,7 @@ def _host_port(address: str) -> tuple[str, int | None]:
     return host.strip("[]"), int(port)
 
 
+_REFUSED = "sending a propagator's header"
 #: What gRPC accepts as a metadata key once lowercased.
 _HEADER_KEY = re.compile(r"[0-9a-z_.-]+")
 
@@ -124,10 +125,10 @@ def _header_key(key: str) -> str | None:
 
 
 def _header(key: str, value: Any) -> tuple[str, str | bytes] | None:
-    """A propagator's header as gRPC can send it, or None (logged once per key) when it
-    cannot: a key gRPC refuses, or a text value that is not printable ASCII - sent as
-    they are, they would fail the call (``INTERNAL: Invalid metadata``, or a TypeError
-    for a ``-bin`` key's text, which goes as UTF-8 bytes instead)."""
+    """A propagator's header as gRPC can send it, or None when it cannot: a key
+    gRPC refuses, or a text value that is not printable ASCII. Sent as they are, they
+    would fail the call (``INTERNAL: Invalid metadata``, or a TypeError for a ``-bin``
+    key's text, which goes as UTF-8 bytes instead). Logged once."""
     name = _header_key(key)
     if name is not None:
         if name.endswith("-bin"):
@@ -135,10 +136,11 @@ def _header(key: str, value: Any) -> tuple[str, str | bytes] | None:
                 return name, value.encode() if isinstance(value, str) else value
         elif isinstance(value, str) and value.isascii() and value.isprintable():
             return name, value
-    what = f"sending the propagator's header {key!r}"
-    if what not in _logged:
-        _logged.add(what)
-        _log.warning("tracing left out the header %r: gRPC cannot send %r", key, value)
+    if _REFUSED not in _logged:  # once, not once per key: keys may be many
+        _logged.add(_REFUSED)
+        _log.warning(
+            "tracing left out the header %r (and any more): gRPC cannot send %r", key, value
+        )
     return None
 
 
