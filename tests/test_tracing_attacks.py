@@ -9,6 +9,7 @@ handed to the wrong argument is the user's mistake to be told about, by name.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
 from typing import Any
@@ -21,16 +22,22 @@ from opentelemetry.context import Context
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import CarrierT, Setter, TextMapPropagator, default_setter
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 import resilientrpc
 from interceptors import TracingInterceptor
 from interceptors.aio import TracingInterceptor as AioTracingInterceptor
+from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
 from tests.twins import ChannelHandle
 
 METHOD = "/attack.Svc/Unary"
+ECHO = "resilientrpc.echo.v1.Echo"
+STREAM = f"{ECHO}/ServerStream"
 OpenChannel = Callable[..., ChannelHandle]
+CANCELLED_CODE = grpc.StatusCode.CANCELLED.value[0]
 STALE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
@@ -177,3 +184,101 @@ def test_one_key_given_alone_to_record_metadata_is_a_config_error(twin: str) -> 
     with pytest.raises(resilientrpc.ConfigError) as raised:
         kind(TracerProvider(), record_metadata="x-tenant")
     assert raised.value.path == "record_metadata"
+
+
+def _finished(exporter: InMemorySpanExporter, name: str, count: int) -> list[ReadableSpan]:
+    """The finished spans called ``name`` once there are ``count`` (waits at most 5 s)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = [s for s in exporter.get_finished_spans() if s.name == name]
+        if len(found) >= count:
+            return found
+        time.sleep(0.01)
+    return [s for s in exporter.get_finished_spans() if s.name == name]
+
+
+def test_closing_a_channel_ends_the_spans_of_the_streams_it_runs(
+    open_channel: OpenChannel, backends: Callable[..., Backends]
+) -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    group = backends(1)
+    handle = open_channel(group.addresses, tracer_provider=provider)
+    stub: Any = getattr(handle, "stub")  # noqa: B009 - both handles have it
+    request = echo_pb2.EchoRequest(message="s", count=100_000)
+    if hasattr(handle, "run"):
+
+        async def start() -> Any:
+            call = stub.ServerStream(request, timeout=20)
+            await call.read()
+            return call
+
+        stream = handle.run(start())
+    else:
+        stream = stub.ServerStream(request, timeout=20)
+        next(stream)
+    handle.close()
+    (call,) = _finished(exporter, STREAM, 1)
+    (attempt,) = _finished(exporter, f"Attempt.{STREAM}", 1)
+    for span in (call, attempt):
+        assert (span.attributes or {})["rpc.grpc.status_code"] == CANCELLED_CODE
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    assert not channel._tracing._running
+    del stream
+    provider.shutdown()
+
+
+class _Reentrant(SpanProcessor):
+    """Makes one call on ``channel`` from the end of the first call span (any thread)."""
+
+    def __init__(self) -> None:
+        self.stub: Any = None
+        self.inner: list[str] = []
+        self._lock = threading.Lock()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        with self._lock:
+            if self.inner or span.name.startswith(("Attempt.", "endpoint.")):
+                return
+            self.inner.append("started")
+        reply = self.stub.Echo(echo_pb2.EchoRequest(message="inner"), timeout=5)
+        self.inner.append(reply.message)
+
+
+@pytest.mark.parametrize("shape", ["unary", "stream"])
+def test_a_span_processor_calling_the_same_channel_does_not_deadlock(
+    backends: Callable[..., Backends], shape: str
+) -> None:
+    """The first call span ends in the thread that saw the call end (the caller's, or
+    grpc's for a stream); a retried call made there on the same channel completes."""
+    group = backends(2)
+    group[0].configure(error_rate=1.0)  # pick_first: every first attempt retried
+    retried = {
+        "maxAttempts": 3,
+        "initialBackoff": "0.01s",
+        "maxBackoff": "0.02s",
+        "backoffMultiplier": 2,
+        "retryableStatusCodes": ["UNAVAILABLE"],
+    }
+    service_config = {
+        "loadBalancingConfig": [{"pick_first": {}}],
+        "methodConfig": [{"name": [{"service": ECHO}], "retryPolicy": retried}],
+    }
+    reentrant = _Reentrant()
+    provider = TracerProvider()
+    provider.add_span_processor(reentrant)
+    with resilientrpc.ResilientChannel(
+        group.addresses, config=service_config, tracer_provider=provider
+    ) as channel:
+        reentrant.stub = stub = echo_pb2_grpc.EchoStub(channel)
+        if shape == "unary":
+            assert stub.Echo(echo_pb2.EchoRequest(message="outer"), timeout=5).message == "outer"
+        else:
+            request = echo_pb2.EchoRequest(message="outer", count=2)
+            assert len(list(stub.ServerStream(request, timeout=5))) == 2
+        deadline = time.monotonic() + 5
+        while len(reentrant.inner) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    provider.shutdown()
+    assert reentrant.inner == ["started", "inner"]
