@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -111,17 +112,48 @@ def _host_port(address: str) -> tuple[str, int | None]:
     return host.strip("[]"), int(port)
 
 
+_REFUSED = "sending a propagator's header"
+#: What gRPC accepts as a metadata key once lowercased.
+_HEADER_KEY = re.compile(r"[0-9a-z_.-]+")
+
+
+@functools.lru_cache(maxsize=64)
+def _header_key(key: str) -> str | None:
+    """``key`` as gRPC metadata takes it (lowercased), or None when gRPC refuses it."""
+    name = key.lower()
+    return name if _HEADER_KEY.fullmatch(name) else None
+
+
+def _header(key: str, value: Any) -> tuple[str, str | bytes] | None:
+    """A propagator's header as gRPC can send it, or None when it cannot: a key
+    gRPC refuses, or a text value that is not printable ASCII. Sent as they are, they
+    would fail the call (``INTERNAL: Invalid metadata``, or a TypeError for a ``-bin``
+    key's text, which goes as UTF-8 bytes instead). Logged once."""
+    name = _header_key(key)
+    if name is not None:
+        if name.endswith("-bin"):
+            if isinstance(value, bytes | str):
+                return name, value.encode() if isinstance(value, str) else value
+        elif isinstance(value, str) and value.isascii() and value.isprintable():
+            return name, value
+    if _REFUSED not in _logged:  # once, not once per key: keys may be many
+        _logged.add(_REFUSED)
+        _log.warning(
+            "tracing left out the header %r (and any more): gRPC cannot send %r", key, value
+        )
+    return None
+
+
 def with_headers(metadata: Any, carrier: dict[str, str]) -> Any:
-    """``metadata`` plus the ``carrier``'s headers (same type: tuple or grpc.aio.Metadata)."""
+    """``metadata`` plus the ``carrier``'s headers in place of any of the same name (same
+    type: tuple or grpc.aio.Metadata); headers gRPC cannot send are left out."""
     if not carrier:
         return metadata
+    headers = dict(filter(None, (_header(key, value) for key, value in carrier.items())))
+    kept = tuple(item for item in metadata or () if item[0] not in headers)
     if isinstance(metadata, grpc.aio.Metadata):
-        added = grpc.aio.Metadata(*metadata)
-        for key, value in carrier.items():
-            added[key] = value
-        return added
-    kept = tuple(item for item in metadata or () if item[0] not in carrier)
-    return (*kept, *carrier.items())
+        return grpc.aio.Metadata(*kept, *headers.items())
+    return (*kept, *headers.items())
 
 
 class CallTrace:

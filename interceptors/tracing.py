@@ -32,6 +32,7 @@ from interceptors.spans import (
     tracer_of,
 )
 from resilientrpc.endpoint import EndpointStatus
+from resilientrpc.errors import ConfigError
 from resilientrpc.events import EndpointEvent
 from resilientrpc.metrics import ClientMetrics
 
@@ -109,6 +110,10 @@ class CallTracer:
         inject: bool = True,
         metrics: ClientMetrics | None = None,
     ) -> None:
+        if isinstance(record_metadata, str | bytes):  # a key alone: each letter a key
+            raise ConfigError(
+                "record_metadata", f"expected a sequence of keys, got {record_metadata!r}"
+            )
         self._tracer = tracer_of(tracer_provider)
         self._metrics = metrics
         self._propagator = propagator
@@ -168,11 +173,20 @@ def channel_tracer(
 ) -> Tracer | None:
     """A channel's tracing step (of either twin: ``kind``); None - no step at all - when
     it has neither a tracer nor a meter provider. Metrics alone trace into a no-op tracer.
+    A provider of the wrong kind (say the two swapped) is a ConfigError naming it.
     """
     if isinstance(tracer_provider, NoOpTracerProvider):
         tracer_provider = None  # nothing would be recorded: no step, the hot path stays
     if tracer_provider is None and meter_provider is None:
         return None
+    for field, provider, needs in (
+        ("tracer_provider", tracer_provider, "get_tracer"),
+        ("meter_provider", meter_provider, "get_meter"),
+    ):
+        if provider is not None and not callable(getattr(provider, needs, None)):
+            raise ConfigError(
+                field, f"expected an OpenTelemetry provider with {needs}(), got {provider!r}"
+            )
     metrics = None
     if meter_provider is not None:
         name = target if isinstance(target, str) else ",".join(target)
