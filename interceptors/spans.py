@@ -159,7 +159,9 @@ def with_headers(metadata: Any, carrier: dict[str, str]) -> Any:
 class CallTrace:
     """One traced call: its span, the Context that holds it, and how attempts are traced.
 
-    ``attempts`` is the highest attempt number sent (the retry step raises it);
+    ``attempts`` is the highest attempt number the retry step made, ``sent`` how many
+    attempts a balancing step sent to an endpoint (an attempt that found none is not
+    sent; ``balanced``: the call is in a channel, whose every attempt passes one);
     ``addresses`` the endpoints its attempts went to; ``running`` the set of running
     calls it is in until it ends (where endpoint events look for the calls they affect).
     With ``metrics``, the call also counts its retries, hedges and backoff
@@ -170,6 +172,7 @@ class CallTrace:
         "addresses",
         "attempt_name",
         "attempts",
+        "balanced",
         "context",
         "delay",
         "ended",
@@ -181,6 +184,7 @@ class CallTrace:
         "recording",
         "retries",
         "running",
+        "sent",
         "service",
         "span",
         "started",
@@ -196,8 +200,12 @@ class CallTrace:
         method: str,
         running: set[CallTrace] | None = None,
         metrics: ClientMetrics | None = None,
+        *,
+        balanced: bool = False,
     ) -> None:
         self.tracer = tracer
+        self.balanced = balanced
+        self.sent = 0
         self.metrics = metrics
         self.grpc_method = grpc_method(service, method)
         self.started = time.perf_counter()
@@ -236,7 +244,9 @@ class CallTrace:
             span.set_attributes(
                 {
                     "rpc.grpc.status_code": code.value[0],
-                    "resilientrpc.attempts": max(self.attempts, 1),
+                    "resilientrpc.attempts": (
+                        self.sent if self.balanced else max(self.attempts, 1)
+                    ),
                 }
             )
             if code is not _OK:
@@ -317,7 +327,16 @@ def start_call(
         if record_metadata:
             attributes.update(_metadata_attributes(metadata, record_metadata))
         span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
-        call = CallTrace(tracer, span, propagator, service, name, running, metrics)
+        call = CallTrace(
+            tracer,
+            span,
+            propagator,
+            service,
+            name,
+            running,
+            metrics,
+            balanced=strategy is not None,
+        )
         if running is not None and call.recording:
             running.add(call)
     except Exception:
@@ -336,6 +355,7 @@ def start_attempt(
             call.metrics.attempt_started(call.grpc_method)
         except Exception:
             failed("counting an attempt")
+    call.sent += 1
     if not call.recording:
         # Its attempts' spans would record nothing either (a no-op provider, or a trace
         # sampled out: the sampler decides per trace). The call's own context - sampled

@@ -336,6 +336,20 @@ def test_without_a_tracer_provider_there_is_no_tracing_step(
     assert channel._direct is not None  # the hot path stays
 
 
+def test_attempts_that_found_no_endpoint_are_not_counted_as_sent(
+    open_channel: OpenChannel, tracing: Tracing
+) -> None:
+    with ScriptedServer() as server:
+        address = server.address  # nobody listens there once the server stopped
+    handle = open_channel([address], config=config(FAIL_OVER), tracer_provider=tracing.provider)
+    with pytest.raises(grpc.RpcError) as raised:
+        handle.echo("hi", timeout=2)
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    (call,) = tracing.wait(CALL, 1)
+    assert (call.attributes or {})["resilientrpc.attempts"] == 0
+    assert not tracing.spans(f"Attempt.{CALL}")
+
+
 def test_a_no_op_tracer_provider_adds_no_tracing_step(
     open_channel: OpenChannel, backends: Callable[..., Backends]
 ) -> None:
