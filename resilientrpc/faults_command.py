@@ -80,7 +80,8 @@ class SpanReceiver:
                 receiver.add(json_format.MessageToDict(request))
                 return response()
 
-        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+        self._executor = futures.ThreadPoolExecutor(max_workers=4)
+        self._server = grpc.server(self._executor)
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(  # type: ignore[no-untyped-call]
             _TraceService(), self._server
         )
@@ -102,7 +103,9 @@ class SpanReceiver:
             return list(self._spans)
 
     def stop(self) -> None:
+        """Stop receiving; its handler threads have ended when this returns."""
         self._server.stop(grace=1.0).wait()
+        self._executor.shutdown(wait=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
