@@ -101,7 +101,7 @@ class Backend:
             server = grpc.server(
                 executor,
                 options=[("grpc.so_reuseport", 0)],
-                interceptors=[] if tracing is None else [tracing.interceptor],
+                interceptors=None if tracing is None else [tracing.interceptor],
             )
             try:
                 port = server.add_insecure_port(f"{HOST}:{self._requested_port}")
