@@ -7,6 +7,9 @@ reconfigures it at run time, and ``grpc.health.v1.Health``, on ``127.0.0.1``:
 - :class:`Backend` runs in this process (``stop()`` is an abrupt crash);
 - :class:`BackendProcess` runs in a child process, so ``kill()`` (SIGKILL) and
   ``pause()`` (SIGSTOP) are real;
+- either runs instrumented with ``otlp_endpoint="127.0.0.1:PORT"``: a server span per
+  call, the child of the client's attempt, exported over OTLP/gRPC
+  (:mod:`resilientrpc.testing.instrumented`);
 - :class:`DelayProxy` puts a slow network in front of any of them: each new connection
   held before it is forwarded, every chunk of bytes delayed;
 - :class:`Faults` / :class:`LoadReport` say what they do wrong: latency and jitter, an

@@ -19,6 +19,7 @@ import grpc
 from resilientrpc.errors import ConfigError
 from resilientrpc.health import HeartbeatHealthServicer
 from resilientrpc.testing.faults import Faults
+from resilientrpc.testing.instrumented import ServerTracing, otlp_endpoint_value
 from resilientrpc.testing.servicer import BackendState, add_backend_services
 
 __all__ = ["DEFAULT_MAX_WORKERS", "HOST", "Backend", "Backends", "start_backends"]
@@ -42,6 +43,11 @@ class Backend:
 
     A stopped backend cannot be started again; to bring one "back", start a new
     ``Backend(name, port=old.port)``.
+
+    With ``otlp_endpoint="127.0.0.1:PORT"`` (loopback only) the backend is instrumented:
+    each call it serves is a server span, the child of the client span whose context the
+    call's metadata carries, exported over OTLP/gRPC to that endpoint
+    (:mod:`resilientrpc.testing.instrumented`; needs opentelemetry-instrumentation-grpc).
     """
 
     def __init__(
@@ -52,6 +58,7 @@ class Backend:
         port: int = 0,
         max_workers: int = DEFAULT_MAX_WORKERS,
         seed: int | None = None,
+        otlp_endpoint: str | None = None,
     ) -> None:
         if faults is not None and not isinstance(faults, Faults):
             raise ConfigError("faults", f"expected a Faults value, got {faults!r}")
@@ -59,6 +66,8 @@ class Backend:
             raise ConfigError("port", f"expected a port number in [0, 65535], got {port!r}")
         if isinstance(max_workers, bool) or not isinstance(max_workers, int) or max_workers < 1:
             raise ConfigError("max_workers", f"expected an integer >= 1, got {max_workers!r}")
+        self._otlp_endpoint = None if otlp_endpoint is None else otlp_endpoint_value(otlp_endpoint)
+        self._tracing: ServerTracing | None = None
         self._requested_name = name
         self._requested_port = port
         self._max_workers = max_workers
@@ -85,10 +94,15 @@ class Backend:
                 raise RuntimeError(f"{self!r} was stopped and cannot be started again")
             if self._server is not None:
                 raise RuntimeError(f"{self!r} is already started")
+            tracing = None if self._otlp_endpoint is None else ServerTracing(self._otlp_endpoint)
             executor = futures.ThreadPoolExecutor(
                 self._max_workers, thread_name_prefix=f"backend-{self._requested_name or 'anon'}"
             )
-            server = grpc.server(executor, options=[("grpc.so_reuseport", 0)])
+            server = grpc.server(
+                executor,
+                options=[("grpc.so_reuseport", 0)],
+                interceptors=None if tracing is None else [tracing.interceptor],
+            )
             try:
                 port = server.add_insecure_port(f"{HOST}:{self._requested_port}")
                 if port == 0:
@@ -100,8 +114,11 @@ class Backend:
             except BaseException:
                 server.stop(None).wait()
                 executor.shutdown(wait=True)
+                if tracing is not None:
+                    tracing.shutdown()
                 raise
             self._server, self._executor, self._port = server, executor, port
+            self._tracing = tracing
             return self
 
     def stop(self, grace: float | None = 0) -> None:
@@ -111,12 +128,13 @@ class Backend:
         a crash as the clients see it. With ``grace > 0`` the health status turns
         NOT_SERVING, new calls are refused and in-flight ones get ``grace`` seconds to
         finish. Either way every handler thread, hung ones included, has returned when
-        this returns.
+        this returns. An instrumented backend then exports the spans it still holds
+        (for up to :data:`~resilientrpc.testing.instrumented.SHUTDOWN_TIMEOUT` seconds).
         """
         with self._lifecycle_lock:
             self._stopped = True
-            server, executor = self._server, self._executor
-            self._server = self._executor = None
+            server, executor, tracing = self._server, self._executor, self._tracing
+            self._server = self._executor = self._tracing = None
         if server is None or executor is None:
             return
         if grace:
@@ -124,6 +142,8 @@ class Backend:
         server.stop(grace).wait()
         self._state.stop()
         executor.shutdown(wait=True)
+        if tracing is not None:
+            tracing.shutdown()
 
     def __enter__(self) -> Backend:
         if self._server is None:

@@ -35,6 +35,7 @@ from resilientrpc.testing.faults import (
     changes_to_fault_config,
     faults_from_fault_config,
 )
+from resilientrpc.testing.instrumented import otlp_endpoint_value
 from resilientrpc.testing.serve import LISTENING_PREFIX, faults_to_argv
 
 __all__ = [
@@ -118,6 +119,10 @@ class BackendProcess:
     ...     child.pause()  # calls to child.address now hang
     ...     child.resume()
     ...     child.configure(error_rate=1.0)
+
+    ``otlp_endpoint="127.0.0.1:PORT"`` makes the child an instrumented backend (see
+    :class:`~resilientrpc.testing.Backend`); :meth:`stop` lets it export its last spans,
+    :meth:`kill` does not.
     """
 
     def __init__(
@@ -128,11 +133,13 @@ class BackendProcess:
         port: int = 0,
         seed: int | None = None,
         startup_timeout: float = STARTUP_TIMEOUT,
+        otlp_endpoint: str | None = None,
     ) -> None:
         if faults is not None and not isinstance(faults, Faults):
             raise ConfigError("faults", f"expected a Faults value, got {faults!r}")
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ConfigError("port", f"expected a port number in [0, 65535], got {port!r}")
+        self._otlp_endpoint = None if otlp_endpoint is None else otlp_endpoint_value(otlp_endpoint)
         self._requested_name = name
         self._initial_faults = faults if faults is not None else Faults()
         self._requested_port = port
@@ -164,6 +171,8 @@ class BackendProcess:
                 argv += ["--name", self._requested_name]
             if self._seed is not None:
                 argv += ["--seed", str(self._seed)]
+            if self._otlp_endpoint is not None:
+                argv.append(f"--otlp-endpoint={self._otlp_endpoint}")
             argv += faults_to_argv(self._initial_faults)
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(

@@ -27,6 +27,7 @@ from resilientrpc.testing.faults import (
     LoadReport,
     replace_faults,
 )
+from resilientrpc.testing.instrumented import otlp_endpoint_value
 
 __all__ = ["LISTENING_PREFIX", "build_parser", "faults_from_args", "faults_to_argv", "main"]
 
@@ -54,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--name", help="name carried in replies (default: the address)")
     parser.add_argument("--port", type=int, default=0, help="port to bind (default: any)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the error draws")
+    parser.add_argument(
+        "--otlp-endpoint",
+        metavar="HOST:PORT",
+        default=None,
+        help="instrument the server: export a span per call over OTLP/gRPC to this loopback "
+        "address (needs opentelemetry-instrumentation-grpc)",
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds before a reply")
     parser.add_argument(
         "--latency-jitter", type=float, default=0.0, help="extra uniform delay in [0, J)"
@@ -168,7 +176,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         faults = faults_from_args(args)
-        backend = Backend(args.name, faults=faults, port=args.port, seed=args.seed)
+        if args.otlp_endpoint is not None:
+            otlp_endpoint_value(args.otlp_endpoint, "--otlp-endpoint")
+        backend = Backend(
+            args.name,
+            faults=faults,
+            port=args.port,
+            seed=args.seed,
+            otlp_endpoint=args.otlp_endpoint,
+        )
     except ConfigError as error:
         parser.error(str(error))
 
@@ -179,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    with backend.start():
+    try:
+        backend.start()
+    except ConfigError as error:  # an instrumented backend without the instrumentation
+        parser.error(str(error))
+    with backend:
         sys.stdout.write(f"{LISTENING_PREFIX}{backend.address}\n")
         sys.stdout.flush()
         while not stopping.wait(0.5):
