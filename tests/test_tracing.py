@@ -26,7 +26,7 @@ from opentelemetry.trace import NoOpTracerProvider, SpanKind, StatusCode
 import resilientrpc
 import resilientrpc.aio
 from interceptors import TracingInterceptor
-from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
+from resilientrpc.testing import Backend, Backends, echo_pb2, echo_pb2_grpc
 from tests.retry_servers import UNARY, ScriptedServer, fail
 from tests.twins import ChannelHandle
 
@@ -348,6 +348,41 @@ def test_attempts_that_found_no_endpoint_are_not_counted_as_sent(
     (call,) = tracing.wait(CALL, 1)
     assert (call.attributes or {})["resilientrpc.attempts"] == 0
     assert not tracing.spans(f"Attempt.{CALL}")
+
+
+@pytest.mark.parametrize("policy", [None, FAIL_OVER], ids=["no retry policy", "retried"])
+def test_a_traced_call_that_waits_for_an_endpoint(
+    open_channel: OpenChannel,
+    backends: Callable[..., Backends],
+    tracing: Tracing,
+    policy: dict[str, Any] | None,
+) -> None:
+    """No endpoint when the call is made: it leaves the hot path for the chain below the
+    tracing step, and its spans are those of any call."""
+    group = backends(1)
+    port, address = group[0].port, group[0].address
+    group.stop()
+    handle = open_channel([address], config=config(policy), tracer_provider=tracing.provider)
+    with pytest.raises(grpc.RpcError) as caught:
+        handle.echo("hi", timeout=0.3, wait_for_ready=True)
+    assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+    (expired,) = tracing.wait(CALL, 1)
+    assert (expired.attributes or {})["resilientrpc.attempts"] == 0
+    assert expired.status.status_code is StatusCode.ERROR
+    revived: list[Backend] = []
+    timer = threading.Timer(0.3, lambda: revived.append(Backend("revived", port=port).start()))
+    timer.start()
+    try:
+        assert handle.echo("hi", timeout=10, wait_for_ready=True).backend == "revived"
+    finally:
+        timer.join()
+        for backend in revived:
+            backend.stop()
+    call = next(s for s in tracing.wait(CALL, 2) if s is not expired)
+    assert (call.attributes or {})["rpc.grpc.status_code"] == OK_CODE
+    assert (call.attributes or {})["resilientrpc.attempts"] == 1
+    (attempt,) = attempts_of(call, tracing.wait(f"Attempt.{CALL}", 1))
+    assert (attempt.attributes or {})["server.port"] == port
 
 
 def test_a_no_op_tracer_provider_adds_no_tracing_step(

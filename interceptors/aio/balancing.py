@@ -130,19 +130,24 @@ class BalancingInterceptor(AsyncAnyShape):
         The hot path: the pick and the endpoint call are made synchronously, with no task,
         no coroutine and no ``AttemptDetails``; waiting, failing and every other case take
         the chain instead. ``record``, when given, learns the endpoint (a retry step's
-        first attempt).
+        first attempt), and when it carries a call trace the attempt is traced as in the
+        chain.
         """
         pick = self._router.pick_now(details.metadata)
         if pick is None:
             return None
+        span = None
         if record is not None:
             record.address = pick.endpoint.address
+            if record.trace is not None:
+                metadata, span = traced_attempt(details, record, pick)
+                details = details._replace(metadata=metadata)
         try:
             call = start(pick.endpoint, details, details.timeout, request)
         except BaseException as error:
-            self._abandon(pick, error)
+            self._abandon(pick, error, span)
             raise
-        return self._report(pick, call)
+        return self._report(pick, call, span)
 
     async def send_later(
         self, continuation: Continuation, details: Any, request: Any, deadline: float | None

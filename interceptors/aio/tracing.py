@@ -8,6 +8,7 @@ never became one (the chain raised), at once with the raised status.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from interceptors.shapes import AsyncAnyShape
 from interceptors.spans import CallTrace, end_raised, guard
 from interceptors.tracing import CallTracer, watch
 
-__all__ = ["TracingInterceptor"]
+__all__ = ["TracingInterceptor", "end_when_settled", "follow", "started"]
 
 Continuation = Callable[[Any, Any], Awaitable[Any]]
 
@@ -43,13 +44,40 @@ class TracingInterceptor(CallTracer, AsyncAnyShape):
         call, traced = self.begin(details)
         if call is None:
             return await continuation(details, request)
-        try:
-            rpc = await continuation(traced, request)
-        except BaseException as error:
+        return await follow(call, continuation(traced, request))
+
+
+def started(call: CallTrace, rpc: Any) -> Any:
+    """End ``call``'s span when ``rpc`` (a started ``grpc.aio`` call, or the AioRpcError
+    the chain returned instead) ends; returns ``rpc``."""
+    if isinstance(rpc, grpc.aio.AioRpcError):
+        end_raised(call, rpc)
+    else:
+        watch(call, rpc, _ender(call))
+    return rpc
+
+
+async def follow(call: CallTrace, starting: Awaitable[Any]) -> Any:
+    """Await ``starting`` (the chain below the tracing step) and end ``call``'s span when
+    the call it starts ends, or at once if starting it raised."""
+    try:
+        rpc = await starting
+    except BaseException as error:
+        end_raised(call, error)
+        raise
+    return started(call, rpc)
+
+
+def end_when_settled(call: CallTrace, outcome: asyncio.Future[Any]) -> None:
+    """End ``call``'s span when ``outcome`` (a future of the call a retried call ends
+    with) settles: with that call's status, its error's, or CANCELLED."""
+
+    def on_settled(settled: asyncio.Future[Any]) -> None:
+        if settled.cancelled():
+            call.end(grpc.StatusCode.CANCELLED, "cancelled")
+        elif (error := settled.exception()) is not None:
             end_raised(call, error)
-            raise
-        if isinstance(rpc, grpc.aio.AioRpcError):
-            end_raised(call, rpc)
         else:
-            watch(call, rpc, _ender(call))
-        return rpc
+            started(call, settled.result())
+
+    outcome.add_done_callback(on_settled)

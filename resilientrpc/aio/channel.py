@@ -20,7 +20,7 @@ import contextlib
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -28,8 +28,9 @@ import grpc.aio
 
 from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.aio.retry import RetryInterceptor, watch_first
-from interceptors.aio.tracing import TracingInterceptor
+from interceptors.aio.tracing import TracingInterceptor, end_when_settled, follow, started
 from interceptors.details import AttemptDetails, AttemptRecord
+from interceptors.spans import CallTrace, end_raised
 from interceptors.tracing import channel_tracer
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
@@ -187,6 +188,10 @@ class _AioMethodCall(MethodCall):
         self._direct = channel._direct
         self._continuation = _continuation(start)
         self._invoke = channel._chain(hook, self._continuation, method)
+        #: A traced call's hot path: its span starts here, its attempt's in send_now; when
+        #: it has to wait it takes the chain below the tracing step.
+        self._tracer = channel._tracing
+        self._untraced = channel._chain(hook, self._continuation, method, traced=False)
         policy = channel._retry.policy(method)
         #: A retry or hedging policy puts the retry step in front: the chain, not send_now.
         self._retried = policy.retry is not None or policy.hedging is not None
@@ -213,22 +218,41 @@ class _AioMethodCall(MethodCall):
             channel._start()
         details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
         direct = None if self._retried else self._direct
-        if direct is not None:
-            try:
-                call = direct.send_now(details, request, self._start)
-            except grpc.aio.AioRpcError as error:  # CANCELLED: the endpoint is closing
-                return None, _failed(error), None
-            if call is not None:
-                return call, None, None
         if chain_request is None:
             chain_request = request
+        if direct is None:
+            return None, *self._by_chain(self._invoke(details, chain_request), details)
+        tracer = self._tracer
+        trace = None
+        if tracer is not None:
+            trace, details = tracer.begin(details)
+        try:
+            call = direct.send_now(
+                details, request, self._start, None if trace is None else details.attempt
+            )
+        except grpc.aio.AioRpcError as error:  # CANCELLED: the endpoint is closing
+            if trace is not None:
+                end_raised(trace, error)
+            return None, _failed(error), None
+        if call is not None:
+            return (call if trace is None else started(trace, call)), None, None
         timeout = details.timeout
         deadline = None if timeout is None else self._clock() + timeout
-        if direct is not None:
-            chain_ = direct.send_later(self._continuation, details, chain_request, deadline)
-        else:
-            chain_ = self._invoke(details, chain_request)
+        chain_ = direct.send_later(self._continuation, details, chain_request, deadline)
+        if trace is not None:
+            chain_ = follow(trace, chain_)
         return None, asyncio.ensure_future(chain_), deadline
+
+    def _by_chain(
+        self, chain_: Awaitable[Any], details: Any, trace: CallTrace | None = None
+    ) -> tuple[asyncio.Future[Any], float | None]:
+        """The call the chain starts (``chain_``, awaited in a task; its span ended as
+        ``trace``'s when traced here), and its deadline."""
+        timeout = details.timeout
+        deadline = None if timeout is None else self._clock() + timeout
+        if trace is not None:
+            chain_ = follow(trace, chain_)
+        return asyncio.ensure_future(chain_), deadline
 
 
 class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
@@ -247,13 +271,18 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
         # (a task, tenacity) joins only if it fails, continuing below itself in the chain.
         self._retrier = None if retry is None else channel._retry
         self._per_attempt = None if retry is None else retry.per_attempt_recv_timeout
-        self._below_retry = channel._chain(hook, self._continuation)
+        self._below_retry = channel._chain(hook, self._continuation, traced=False)
 
     def _first_attempt(
-        self, direct: BalancingInterceptor, retrier: RetryInterceptor, details: Any, payload: Any
+        self,
+        direct: BalancingInterceptor,
+        retrier: RetryInterceptor,
+        details: Any,
+        payload: Any,
+        trace: CallTrace | None = None,
     ) -> UnaryUnaryCall | None:
         """A retried call sent on the hot path, or None when it has to take the chain."""
-        record = AttemptRecord()
+        record = AttemptRecord(trace=trace)
         timeout = details.timeout
         per_attempt = self._per_attempt
         binding = per_attempt is not None and (timeout is None or per_attempt < timeout)
@@ -272,6 +301,8 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
         outcome = watch_first(
             retrier, self._below_retry, details, payload, call, record, deadline, binding
         )
+        if trace is not None:
+            end_when_settled(trace, outcome)
         return UnaryUnaryCall(self._deserializer, None, outcome, deadline, self._clock)
 
     def __call__(
@@ -292,6 +323,13 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
                 channel._start()
             details = self._details(timeout, metadata, credentials, wait_for_ready, compression)
             payload = self._serialize(request)
+            if self._tracer is not None:
+                trace, traced = self._tracer.begin(details)
+                retried = self._first_attempt(direct, retrier, traced, payload, trace)
+                if retried is not None:
+                    return retried
+                chained, deadline = self._by_chain(self._untraced(traced, payload), traced, trace)
+                return UnaryUnaryCall(self._deserializer, None, chained, deadline, self._clock)
             retried = self._first_attempt(direct, retrier, details, payload)
             if retried is not None:
                 return retried
@@ -477,22 +515,26 @@ class ResilientChannel(grpc.aio.Channel):
     # -- the interceptor chain -----------------------------------------------------------
     @property
     def _direct(self) -> BalancingInterceptor | None:
-        """The balancing step, when nothing stands in front of it (the hot path)."""
-        if len(self._interceptors) == 1 and self._tracing is None:
+        """The balancing step, when only the channel's own retry and tracing steps may
+        stand in front of it (the hot path does their work itself)."""
+        if len(self._interceptors) == 1:
             direct: BalancingInterceptor = self._interceptors[0]
             return direct
         return None
 
-    def _chain(self, hook: str, terminal: Invoke, method: str | None = None) -> Invoke:
+    def _chain(
+        self, hook: str, terminal: Invoke, method: str | None = None, *, traced: bool = True
+    ) -> Invoke:
         """The chain of ``hook`` ending in ``terminal``; with the retry step on top when
         ``method`` has a retry or hedging policy, and the tracing step above everything
-        when the channel has a tracer provider."""
+        when the channel has a tracer provider (unless not ``traced``: the hot path
+        traces the call itself)."""
         steps = self._interceptors
         if method is not None:
             policy = self._retry.policy(method)
             if policy.retry is not None or policy.hedging is not None:
                 steps = [self._retry, *steps]
-        if self._tracing is not None:
+        if self._tracing is not None and traced:
             steps = [self._tracing, *steps]
         return chain(steps, hook, terminal)
 
