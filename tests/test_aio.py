@@ -393,6 +393,26 @@ def test_close_ends_calls_waiting_for_an_endpoint(backend: StartBackend) -> None
     run(scenario())
 
 
+def test_close_cancels_a_stream_in_flight_on_every_grpcio(backend: StartBackend) -> None:
+    """grpcio 1.68.1's ``grpc.aio.Channel.close()`` leaves a running server stream running
+    (probed: not done, its done callbacks never called); the channel cancels it itself."""
+    echo = backend("echo")
+
+    async def scenario() -> None:
+        channel = await ready_channel([echo.address])
+        stub = echo_pb2_grpc.EchoStub(channel)
+        stream = stub.ServerStream(echo_pb2.EchoRequest(message="s", count=100_000), timeout=20)
+        await stream.read()
+        ended: list[grpc.StatusCode] = []
+        stream.add_done_callback(lambda call: ended.append(FinishedCall(call).code()))
+        await channel.close()
+        assert stream.done()
+        assert ended == [grpc.StatusCode.CANCELLED]
+        assert channel.endpoints()[0].outstanding == 0
+
+    run(scenario())
+
+
 def test_close_with_grace_lets_calls_in_flight_finish(backend: StartBackend) -> None:
     slowish = backend("slowish", faults=Faults(latency=0.3))
 

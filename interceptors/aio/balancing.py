@@ -16,6 +16,7 @@ is the hooks' work for a call that has to wait, with the deadline its wrapper ho
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -96,16 +97,33 @@ class BalancingInterceptor(AsyncAnyShape):
         self._router = router
         self._with_load = with_load
         self._clock = clock
+        #: The attempts sent and not ended, held weakly: a call its caller dropped is still
+        #: collected (and so cancelled by grpc).
+        self._in_flight: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def cancel_in_flight(self) -> None:
+        """Cancel every attempt still running (the channel is closing).
+
+        Closing a ``grpc.aio`` channel does not end its running *streams* on every grpcio
+        release: with 1.68.1 a server stream stays running, its done callbacks never
+        called, after ``Channel.close()`` (probed; 1.85 cancels it). Cancelling them here
+        ends them the same way on every release.
+        """
+        for call in list(self._in_flight):
+            call.cancel()
 
     def _report(self, pick: PickResult, call: Any, span: Any = None) -> Any:
         """Report ``call``'s outcome to ``pick.done`` once it ends (and end the attempt's
         ``span`` with it, when traced); returns ``call``."""
         clock = self._clock
         with_load = self._with_load
+        in_flight = self._in_flight
 
         def on_done(finished: Any) -> None:
+            in_flight.discard(finished)
             settle(pick, outcome_of(FinishedCall(finished), clock() - pick.start, with_load), span)
 
+        in_flight.add(call)
         call.add_done_callback(on_done)
         return call
 

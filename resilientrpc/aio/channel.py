@@ -687,6 +687,7 @@ class ResilientChannel(grpc.aio.Channel):
                     if endpoint.transport is not None
                 )
             )
+        self._interceptors[-1].cancel_in_flight()
         await self._supervisor.aclose()
 
     async def __aenter__(self) -> ResilientChannel:
