@@ -5,6 +5,11 @@ it - :mod:`interceptors.tracing`, :mod:`interceptors.aio.tracing` and the balanc
 steps - only decide when a span starts and ends. Every call into OpenTelemetry goes
 through :func:`guard`: telemetry that fails is logged once and never reaches the call.
 
+Which RPC semantic conventions the attributes follow is a :class:`Conventions`, chosen
+once per tracer (``OTEL_SEMCONV_STABILITY_OPT_IN``, read by :mod:`interceptors.tracing`):
+the v1.37 ones resilientrpc has always emitted (:data:`LEGACY`, the default), the stable
+ones (:data:`STABLE`), or both (:data:`DUPLICATED`).
+
 A traced call carries one :class:`CallTrace` in its
 :class:`~interceptors.details.AttemptRecord` (``record.trace``), so the attempt spans
 are children of the call span whatever thread sends the attempt.
@@ -32,9 +37,13 @@ from resilientrpc.metrics import ClientMetrics, grpc_method
 from resilientrpc.retry import EventSink, RetryEvent
 
 __all__ = [
+    "DUPLICATED",
+    "LEGACY",
     "SCOPE",
+    "STABLE",
     "AttemptTrace",
     "CallTrace",
+    "Conventions",
     "add_retry_event",
     "call_events",
     "end_attempt",
@@ -66,6 +75,69 @@ _EVENT_NAMES = {
     "refused": "retry_refused",
     "stopped": "retry_stopped",
 }
+
+
+class Conventions:
+    """The RPC semantic conventions of a tracer's spans: ``legacy`` (v1.37: ``rpc.system``,
+    ``rpc.service``, ``rpc.method`` = "Method", ``rpc.grpc.status_code`` int) and/or
+    ``stable`` (``rpc.system.name``, ``rpc.method`` = "pkg.Service/Method",
+    ``rpc.response.status_code`` = the code's name, ``error.type`` on failure).
+
+    Both at once is the ``rpc/dup`` opt-in; the one key whose meaning changed,
+    ``rpc.method``, then holds the stable value (``rpc.service`` still names the
+    service). Everything per status code is worked out here, once.
+    """
+
+    __slots__ = ("codes", "ended", "legacy", "metadata_prefixes", "name", "stable")
+
+    def __init__(self, name: str, *, legacy: bool, stable: bool) -> None:
+        self.name = name
+        self.legacy = legacy
+        self.stable = stable
+        self.metadata_prefixes = (
+            *(("rpc.grpc.request.metadata.",) if legacy else ()),
+            *(("rpc.request.metadata.",) if stable else ()),
+        )
+        #: The status code attributes of each code (what a retry event carries).
+        self.codes: dict[grpc.StatusCode, dict[str, Any]] = {}
+        #: Those, plus ``error.type`` on failure: what an ended span carries.
+        self.ended: dict[grpc.StatusCode, dict[str, Any]] = {}
+        for code in grpc.StatusCode:
+            attributes: dict[str, Any] = {}
+            if legacy:
+                attributes["rpc.grpc.status_code"] = code.value[0]
+            if stable:
+                attributes["rpc.response.status_code"] = code.name
+            self.codes[code] = attributes
+            self.ended[code] = (
+                {**attributes, "error.type": code.name}
+                if stable and code is not grpc.StatusCode.OK
+                else attributes
+            )
+
+    def call_attributes(self, service: str, method: str) -> dict[str, Any]:
+        """A call span's attributes at its start: the system and the method."""
+        if not self.stable:
+            return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        if not self.legacy:
+            return {"rpc.system.name": "grpc", "rpc.method": f"{service}/{method}"}
+        return {
+            "rpc.system": "grpc",
+            "rpc.system.name": "grpc",
+            "rpc.service": service,
+            "rpc.method": f"{service}/{method}",
+        }
+
+    def __repr__(self) -> str:
+        return f"Conventions({self.name!r})"
+
+
+#: The v1.37 RPC conventions: the default.
+LEGACY = Conventions("legacy", legacy=True, stable=False)
+#: The stable RPC conventions only (``OTEL_SEMCONV_STABILITY_OPT_IN=rpc``).
+STABLE = Conventions("stable", legacy=False, stable=True)
+#: Both (``OTEL_SEMCONV_STABILITY_OPT_IN=rpc/dup``).
+DUPLICATED = Conventions("duplicated", legacy=True, stable=True)
 
 
 def failed(what: str) -> None:
@@ -174,6 +246,7 @@ class CallTrace:
         "attempts",
         "balanced",
         "context",
+        "conventions",
         "delay",
         "ended",
         "grpc_method",
@@ -202,8 +275,10 @@ class CallTrace:
         metrics: ClientMetrics | None = None,
         *,
         balanced: bool = False,
+        conventions: Conventions = LEGACY,
     ) -> None:
         self.tracer = tracer
+        self.conventions = conventions
         self.balanced = balanced
         self.sent = 0
         self.metrics = metrics
@@ -241,14 +316,11 @@ class CallTrace:
             self.running.discard(self)
         try:
             span = self.span
-            span.set_attributes(
-                {
-                    "rpc.grpc.status_code": code.value[0],
-                    "resilientrpc.attempts": (
-                        self.sent if self.balanced else max(self.attempts, 1)
-                    ),
-                }
+            attributes = self.conventions.ended[code].copy()
+            attributes["resilientrpc.attempts"] = (
+                self.sent if self.balanced else max(self.attempts, 1)
             )
+            span.set_attributes(attributes)
             if code is not _OK:
                 span.set_status(Status(StatusCode.ERROR, f"{code.name}: {details or ''}"))
             span.end()
@@ -292,12 +364,15 @@ def end_raised(call: CallTrace, error: BaseException) -> None:
     call.end(code, details)
 
 
-def _metadata_attributes(metadata: Any, keys: Sequence[str]) -> dict[str, Any]:
+def _metadata_attributes(
+    metadata: Any, keys: Sequence[str], prefixes: Sequence[str]
+) -> dict[str, Any]:
     found: dict[str, list[str]] = {}
     for key, value in metadata or ():
         if key in keys:
             text = value if isinstance(value, str) else repr(value)
-            found.setdefault(f"rpc.grpc.request.metadata.{key}", []).append(text)
+            for prefix in prefixes:
+                found.setdefault(f"{prefix}{key}", []).append(text)
     return found
 
 
@@ -311,21 +386,21 @@ def start_call(
     record_metadata: Sequence[str],
     running: set[CallTrace] | None = None,
     metrics: ClientMetrics | None = None,
+    conventions: Conventions = LEGACY,
 ) -> CallTrace | None:
     """Start a call's span (child of the caller's current span); None if tracing failed.
 
-    The call is in ``running`` until it ends; its metrics go to ``metrics``, if given."""
+    The call is in ``running`` until it ends; its metrics go to ``metrics``, if given;
+    its attributes follow ``conventions``."""
     try:
         service, name = split_method(method)
-        attributes: dict[str, Any] = {
-            "rpc.system": "grpc",
-            "rpc.service": service,
-            "rpc.method": name,
-        }
+        attributes = conventions.call_attributes(service, name)
         if strategy is not None:
             attributes["resilientrpc.strategy"] = strategy
         if record_metadata:
-            attributes.update(_metadata_attributes(metadata, record_metadata))
+            attributes.update(
+                _metadata_attributes(metadata, record_metadata, conventions.metadata_prefixes)
+            )
         span = tracer.start_span(f"{service}/{name}", kind=SpanKind.CLIENT, attributes=attributes)
         call = CallTrace(
             tracer,
@@ -336,6 +411,7 @@ def start_call(
             running,
             metrics,
             balanced=strategy is not None,
+            conventions=conventions,
         )
         if running is not None and call.recording:
             running.add(call)
@@ -410,7 +486,7 @@ def end_attempt(attempt: AttemptTrace, outcome: Outcome) -> None:
         return
     try:
         code = outcome.code
-        span.set_attribute("rpc.grpc.status_code", code.value[0])
+        span.set_attributes(attempt.call.conventions.ended[code])
         if code is not _OK:
             message = outcome.error or code.name
             span.add_event(
@@ -433,7 +509,7 @@ def add_retry_event(call: CallTrace, event: RetryEvent) -> None:
     with guard("adding a retry event"):
         attributes: dict[str, Any] = {"resilientrpc.attempt": event.attempt}
         if event.code is not None:
-            attributes["rpc.grpc.status_code"] = event.code.value[0]
+            attributes.update(call.conventions.codes[event.code])
         if event.address:
             attributes["server.address"] = event.address
         if event.kind in ("retry", "transparent"):

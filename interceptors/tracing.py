@@ -14,7 +14,8 @@ attempt injects its own instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from opentelemetry.propagators.textmap import TextMapPropagator
@@ -23,7 +24,11 @@ from opentelemetry.trace import NoOpTracerProvider
 from interceptors.details import AttemptRecord, RetryCallDetails
 from interceptors.shapes import AnyShape
 from interceptors.spans import (
+    DUPLICATED,
+    LEGACY,
+    STABLE,
     CallTrace,
+    Conventions,
     end_raised,
     endpoint_span,
     failed,
@@ -40,10 +45,32 @@ __all__ = [
     "CallTracer",
     "TracingInterceptor",
     "channel_tracer",
+    "conventions_of",
     "ended",
     "traced_details",
     "watch",
 ]
+
+
+#: The environment variable that opts in to the stable RPC semantic conventions.
+OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+
+
+def conventions_of(environ: Mapping[str, str] | None = None) -> Conventions:
+    """The RPC conventions ``OTEL_SEMCONV_STABILITY_OPT_IN`` asks for (in ``environ``, the
+    process environment by default): a comma-separated list where ``rpc/dup`` means both
+    the v1.37 and the stable conventions, ``rpc`` the stable ones alone (``rpc/dup`` wins
+    when both are there), and anything else - other categories, or nothing - the v1.37
+    ones, as before. Values are matched exactly, spaces around them aside, as
+    OpenTelemetry's own instrumentations read this variable.
+    """
+    opted = {
+        value.strip()
+        for value in (os.environ if environ is None else environ).get(OPT_IN, "").split(",")
+    }
+    if "rpc/dup" in opted:
+        return DUPLICATED
+    return STABLE if "rpc" in opted else LEGACY
 
 
 def traced_details(details: Any, call: CallTrace, inject: bool) -> RetryCallDetails:
@@ -95,7 +122,9 @@ class CallTracer:
     ``tracer_provider``: an OpenTelemetry TracerProvider (the global one when None);
     ``propagator``: a TextMapPropagator (the global one, W3C traceparent by default, when
     None); ``record_metadata``: request metadata keys whose values are recorded as
-    ``rpc.grpc.request.metadata.<key>`` (nothing is recorded unless named). A channel
+    ``rpc.grpc.request.metadata.<key>`` (nothing is recorded unless named). The span
+    attributes follow the RPC semantic conventions ``OTEL_SEMCONV_STABILITY_OPT_IN``
+    names when the tracer is built (:func:`conventions_of`). A channel
     passes its ``strategy`` name, and ``inject=False``: its attempts inject their own
     context. With ``metrics`` every call and attempt also feeds its instruments.
     """
@@ -120,6 +149,7 @@ class CallTracer:
         self._record_metadata = tuple(key.lower() for key in record_metadata)
         self._strategy = strategy
         self._inject = inject
+        self._conventions = conventions_of()
         #: The calls running now (endpoint events go on their spans).
         self._running: set[CallTrace] = set()
 
@@ -156,6 +186,7 @@ class CallTracer:
             record_metadata=self._record_metadata,
             running=self._running,
             metrics=self._metrics,
+            conventions=self._conventions,
         )
 
 

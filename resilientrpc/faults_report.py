@@ -7,7 +7,9 @@ spans the tracing code emits (docs: the span schema of issue 10):
 
 - an *attempt* is a span named ``Attempt.{service}/{method}`` with ``server.address`` and
   ``server.port``; its endpoint is ``address:port``, its code ``rpc.grpc.status_code``
-  (missing: UNKNOWN if the span's status is ERROR, else OK), its latency the span's length;
+  or, from spans made with the stable RPC conventions, ``rpc.response.status_code`` (a
+  code's name; missing both: UNKNOWN if the span's status is ERROR, else OK), its
+  latency the span's length;
 - its parent is the *call* span; a call whose final code is OK and that has a failed
   attempt on an endpoint counts as one call *rescued* on that endpoint, by a retry or, if
   the attempt that succeeded was a hedge, by a hedge. An attempt CANCELLED inside a call
@@ -102,6 +104,8 @@ STATUS_NAMES: tuple[str, ...] = (
     "UNAUTHENTICATED",
 )
 _OK, _CANCELLED, _UNKNOWN, _DEADLINE_EXCEEDED = 0, 1, 2, 4
+#: Status code numbers by name (the stable conventions record the name).
+_CODE_OF_NAME = {name: number for number, name in enumerate(STATUS_NAMES)}
 #: Endpoint event names the report counts, and the figure each one feeds.
 ENDPOINT_EVENTS = {"endpoint.ejected": "ejections", "endpoint.heartbeat_missed": "heartbeat_misses"}
 _ATTEMPT_PREFIX = "Attempt."
@@ -417,9 +421,16 @@ def _percentile(sorted_ms: Sequence[float], fraction: float) -> float:
 
 
 def _code(span: Span) -> int:
-    code = span.attributes.get("rpc.grpc.status_code")
+    """The span's status code: ``rpc.grpc.status_code`` (v1.37 conventions), else
+    ``rpc.response.status_code`` (the stable ones: the code's name; a name that is no
+    gRPC code's is UNKNOWN), else UNKNOWN for an ERROR status, OK otherwise."""
+    attributes = span.attributes
+    code = attributes.get("rpc.grpc.status_code")
     if isinstance(code, int) and not isinstance(code, bool):
         return code
+    name = attributes.get("rpc.response.status_code")
+    if isinstance(name, str):
+        return _CODE_OF_NAME.get(name, _UNKNOWN)
     return _UNKNOWN if span.error else _OK
 
 
