@@ -96,3 +96,10 @@ def no_thread_leak(
     if request.node.get_closest_marker("grpc_aio_poller_may_outlive") is not None:
         leftover = [name for name in leftover if not name.endswith(GRPC_AIO_POLLER)]
     assert leftover == [], f"threads left running: {leftover}"
+
+
+@pytest.fixture(autouse=True)
+def default_semantic_conventions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the default RPC conventions whatever the shell that runs them sets
+    (tests/test_tracing_semconv.py sets ``OTEL_SEMCONV_STABILITY_OPT_IN`` itself)."""
+    monkeypatch.delenv("OTEL_SEMCONV_STABILITY_OPT_IN", raising=False)
