@@ -30,7 +30,7 @@ from interceptors.aio.balancing import BalancingInterceptor, Start
 from interceptors.aio.retry import RetryInterceptor, watch_first
 from interceptors.aio.tracing import TracingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
-from interceptors.tracing import channel_tracer
+from interceptors.tracing import channel_tracer, register_method
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
 from resilientrpc._event_listeners import (
@@ -504,6 +504,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.UnaryUnaryMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _UnaryUnary(
             self,
             method,
@@ -520,6 +521,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.UnaryStreamMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _UnaryStream(
             self,
             method,
@@ -536,6 +538,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.StreamUnaryMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _StreamUnary(
             self,
             method,
@@ -552,6 +555,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.StreamStreamMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _StreamStream(
             self,
             method,
