@@ -33,7 +33,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from resilientrpc.endpoint import Outcome
 from resilientrpc.events import EndpointEvent
-from resilientrpc.metrics import ClientMetrics, grpc_method
+from resilientrpc.metrics import OTHER_METHOD, ClientMetrics
 from resilientrpc.retry import EventSink, RetryEvent
 
 __all__ = [
@@ -282,7 +282,10 @@ class CallTrace:
         self.balanced = balanced
         self.sent = 0
         self.metrics = metrics
-        self.grpc_method = grpc_method(service, method)
+        #: The call's ``grpc.method`` in its metrics (its spans keep the real name).
+        self.grpc_method = (
+            OTHER_METHOD if metrics is None else metrics.method_attribute(service, method)
+        )
         self.started = time.perf_counter()
         self.retries = 0
         self.hedges = 0

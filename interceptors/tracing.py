@@ -33,6 +33,7 @@ from interceptors.spans import (
     endpoint_span,
     failed,
     guard,
+    split_method,
     start_call,
     tracer_of,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "channel_tracer",
     "conventions_of",
     "ended",
+    "register_method",
     "traced_details",
     "watch",
 ]
@@ -168,6 +170,11 @@ class CallTracer:
 
         return on_event
 
+    def register(self, method: str) -> None:
+        """Record ``method`` (``/pkg.Service/Method``) by name in the metrics from now on."""
+        if self._metrics is not None:
+            self._metrics.register(*split_method(method))
+
     def begin(self, details: Any) -> tuple[CallTrace | None, Any]:
         """Start a call's span: the call and its details carrying it down the chain, or
         ``(None, details)`` when tracing failed (the call goes on untraced)."""
@@ -191,6 +198,15 @@ class CallTracer:
 
 
 Tracer = TypeVar("Tracer", bound=CallTracer)
+
+
+def register_method(tracer: CallTracer | None, method: str, registered: bool | None) -> None:
+    """What a channel's ``unary_unary`` and the like do with ``_registered_method``: a
+    method a generated stub registered is recorded by name in the metrics (gRFC A66;
+    any other is ``"other"``)."""
+    if registered and tracer is not None:
+        with guard("registering a method"):
+            tracer.register(method)
 
 
 def channel_tracer(

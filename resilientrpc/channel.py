@@ -24,7 +24,13 @@ from interceptors.balancing import NOT_NOW, BalancingInterceptor
 from interceptors.details import AttemptDetails, AttemptRecord
 from interceptors.retry import RetryInterceptor
 from interceptors.spans import CallTrace, end_raised
-from interceptors.tracing import TracingInterceptor, channel_tracer, ended, watch
+from interceptors.tracing import (
+    TracingInterceptor,
+    channel_tracer,
+    ended,
+    register_method,
+    watch,
+)
 from resilientrpc._calls import (
     Deserializer,
     ResponseFuture,
@@ -597,6 +603,7 @@ class ResilientChannel(grpc.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.UnaryUnaryMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _UnaryUnary(self, method, request_serializer, response_deserializer)
 
     def unary_stream(
@@ -606,6 +613,7 @@ class ResilientChannel(grpc.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.UnaryStreamMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _UnaryStream(self, method, request_serializer, response_deserializer)
 
     def stream_unary(
@@ -615,6 +623,7 @@ class ResilientChannel(grpc.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.StreamUnaryMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _StreamUnary(self, method, request_serializer, response_deserializer)
 
     def stream_stream(
@@ -624,6 +633,7 @@ class ResilientChannel(grpc.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.StreamStreamMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _StreamStream(self, method, request_serializer, response_deserializer)
 
     def subscribe(

@@ -1,7 +1,11 @@
 """Client metrics through an OpenTelemetry MeterProvider (API only).
 
 The instruments of gRPC's A66 (per attempt and per call) and A96 (retries and hedges),
-plus per endpoint ones under ``resilientrpc.``. They are fed from the points the tracing
+plus per endpoint ones under ``resilientrpc.``. Their ``grpc.method`` is the method's
+full name only for a *registered* method - one a generated stub made (the stub passes
+``_registered_method=True`` to the channel's ``unary_unary`` and the like), as in
+grpcio's own OpenTelemetry plugin a name once registered stays so - and
+:data:`OTHER_METHOD` for any other. They are fed from the points the tracing
 layer already has - a call starts and ends, an attempt starts and reports its
 :class:`~resilientrpc.endpoint.Outcome`, the retry step emits a
 :class:`~resilientrpc.retry.RetryEvent` - so a channel with no meter provider does no
@@ -34,12 +38,23 @@ from opentelemetry.metrics import CallbackOptions, Histogram, Meter, Observation
 from resilientrpc.endpoint import Connectivity, EndpointStatus, Outcome
 from resilientrpc.events import EJECTED, EndpointEvent
 
-__all__ = ["ENDPOINT_STATES", "SCOPE", "ClientMetrics", "endpoint_state", "grpc_method"]
+__all__ = [
+    "ENDPOINT_STATES",
+    "OTHER_METHOD",
+    "SCOPE",
+    "ClientMetrics",
+    "endpoint_state",
+    "grpc_method",
+]
 
 #: The instrumentation scope name of every instrument resilientrpc makes.
 SCOPE = "resilientrpc"
 
 _log = logging.getLogger(__name__)
+
+#: The ``grpc.method`` of every method no generated stub registered (gRFC A66): a client
+#: calling arbitrary method names cannot grow the number of series.
+OTHER_METHOD = "other"
 
 #: Every value of ``resilientrpc.endpoint.state``, what :func:`endpoint_state` returns.
 ENDPOINT_STATES = (
@@ -146,6 +161,9 @@ def grpc_method(service: str, method: str) -> str:
 class ClientMetrics:
     """Every instrument of one channel; ``target`` is its ``grpc.target`` attribute.
 
+    A channel registers (:meth:`register`) the methods its generated stubs call; any other
+    method is recorded as :data:`OTHER_METHOD` (see :meth:`method_attribute`).
+
     ``endpoints`` (a bound method, such as the balancer's ``statuses``) feeds the
     observable per-endpoint instruments (outstanding calls, status); it is held weakly,
     so the meter provider does not keep a dropped channel's balancer alive.
@@ -159,6 +177,7 @@ class ClientMetrics:
     ) -> None:
         meter = get_meter(SCOPE, meter_provider=meter_provider)
         self.target = target
+        self._registered: set[str] = set()
         self._attempts_started = meter.create_counter(
             "grpc.client.attempt.started", unit="{attempt}", description="Attempts started."
         )
@@ -189,8 +208,18 @@ class ClientMetrics:
         if endpoints is not None:
             observed.add(_Source(target, weakref.WeakMethod(endpoints)))
 
+    def register(self, service: str, method: str) -> None:
+        """Record ``service/method`` by its full name from now on (a stub registered it)."""
+        self._registered.add(grpc_method(service, method))
+
+    def method_attribute(self, service: str, method: str) -> str:
+        """The ``grpc.method`` of a call: ``grpc_method(service, method)`` if registered,
+        else :data:`OTHER_METHOD`."""
+        name = grpc_method(service, method)
+        return name if name in self._registered else OTHER_METHOD
+
     def attempt_started(self, method: str) -> None:
-        """Count an attempt of ``method`` (``grpc_method`` form)."""
+        """Count an attempt of ``method`` (a :meth:`method_attribute`)."""
         self._attempts_started.add(1, {"grpc.method": method, "grpc.target": self.target})
 
     def attempt_ended(self, method: str, outcome: Outcome) -> None:

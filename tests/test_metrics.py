@@ -35,7 +35,8 @@ from resilientrpc.endpoint import EndpointStatus
 from resilientrpc.metrics import ENDPOINT_STATES, ClientMetrics
 from resilientrpc.retry import RetryEvent
 from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
-from tests.test_tracing import CALL, FAIL_OVER, OpenChannel, config
+from tests.aio_twin import AioHandle
+from tests.test_tracing import CALL, ECHO, FAIL_OVER, OpenChannel, config
 from tests.twins import ChannelHandle
 from tests.waiting import eventually
 
@@ -89,6 +90,11 @@ def by_status(points: list[Any]) -> dict[str, Any]:
 
 def total(points: list[Any]) -> int:
     return sum(p.value if hasattr(p, "value") else p.count for p in points)
+
+
+def totalling(count: int) -> Callable[[list[Any]], bool]:
+    """A check for :meth:`Metrics.wait`: the points total ``count``."""
+    return lambda points: total(points) == count
 
 
 STATUS = "resilientrpc.endpoint.status"
@@ -252,6 +258,71 @@ def test_endpoint_status_follows_the_health_check(
     assert handle.echo("x").backend == group[1].name  # the channel goes on, on the other one
     group[0].configure(health="SERVING")
     metrics.wait(STATUS, lambda p: states(p) == serving)
+
+
+#: A method no stub registered: the backends answer it UNIMPLEMENTED.
+GENERIC = "/x.Y/Z"
+
+
+def generic_call(handle: ChannelHandle, method: str) -> grpc.StatusCode:
+    """Call ``method`` as a generic client does - ``channel.unary_unary(method)``, without
+    ``_registered_method`` - on either twin; the call's status code."""
+    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    request = echo_pb2.EchoRequest(message="x")
+    kwargs = {
+        "request_serializer": echo_pb2.EchoRequest.SerializeToString,
+        "response_deserializer": echo_pb2.EchoReply.FromString,
+    }
+    if isinstance(handle, AioHandle):
+
+        async def run() -> grpc.StatusCode:
+            try:
+                await channel.unary_unary(method, **kwargs)(request, timeout=5)
+            except grpc.aio.AioRpcError as error:
+                return error.code()
+            return grpc.StatusCode.OK
+
+        return handle.run(run())
+    try:
+        channel.unary_unary(method, **kwargs)(request, timeout=5)
+    except grpc.RpcError as error:
+        code: grpc.StatusCode = error.code()
+        return code
+    return grpc.StatusCode.OK
+
+
+def test_only_registered_methods_are_recorded_by_name(
+    open_channel: OpenChannel, backends: Callable[..., Backends], metrics: Metrics
+) -> None:
+    # gRFC A66: a generic call's method is "other", or a client calling arbitrary method
+    # names would make a series per name. The stub's calls keep their full name.
+    group = backends(2)
+    unimplemented = {**FAIL_OVER, "retryableStatusCodes": ["UNIMPLEMENTED"]}
+    service_config = config()
+    service_config["methodConfig"] = [{"name": [{"service": "x.Y"}], "retryPolicy": unimplemented}]
+    handle = opened(open_channel, group.addresses, metrics, service_config)
+    handle.echo("x")
+    handle.server_stream("x", 1)
+    handle.client_stream(["x"])
+    handle.bidi(["x"])
+    assert generic_call(handle, GENERIC) is grpc.StatusCode.UNIMPLEMENTED
+    target = ",".join(group.addresses)
+    stubs = [f"{ECHO}/{name}" for name in ("Echo", "ServerStream", "ClientStream", "BidiStream")]
+    started = metrics.wait("grpc.client.attempt.started", totalling(6))
+    assert {p.attributes["grpc.method"]: p.value for p in started} == {
+        **dict.fromkeys(stubs, 1),
+        "other": 2,  # both attempts of the generic call
+    }
+    status = {**dict.fromkeys(stubs, "OK"), "other": "UNIMPLEMENTED"}
+    for name, count in (("attempt", 6), ("call", 5)):
+        points = metrics.wait(f"grpc.client.{name}.duration", totalling(count))
+        assert {p.attributes["grpc.method"]: dict(p.attributes) for p in points} == {
+            method: {"grpc.method": method, "grpc.target": target, "grpc.status": code}
+            for method, code in status.items()
+        }, name
+    for name in ("retries", "retry_delay"):
+        (point,) = metrics.points(f"grpc.client.call.{name}")
+        assert dict(point.attributes) == {"grpc.method": "other", "grpc.target": target}
 
 
 def test_metrics_alone_add_the_step_and_record_no_spans(

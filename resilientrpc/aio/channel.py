@@ -31,7 +31,7 @@ from interceptors.aio.retry import RetryInterceptor, watch_first
 from interceptors.aio.tracing import TracingInterceptor, end_when_settled, follow, started
 from interceptors.details import AttemptDetails, AttemptRecord
 from interceptors.spans import CallTrace, end_raised
-from interceptors.tracing import channel_tracer
+from interceptors.tracing import channel_tracer, register_method
 from resilientrpc._calls import Deserializer, LocalRpcError
 from resilientrpc._core import ChannelCore
 from resilientrpc._event_listeners import (
@@ -546,6 +546,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.UnaryUnaryMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _UnaryUnary(
             self,
             method,
@@ -562,6 +563,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.UnaryStreamMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _UnaryStream(
             self,
             method,
@@ -578,6 +580,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.StreamUnaryMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _StreamUnary(
             self,
             method,
@@ -594,6 +597,7 @@ class ResilientChannel(grpc.aio.Channel):
         response_deserializer: Deserializer = None,
         _registered_method: bool | None = False,
     ) -> grpc.aio.StreamStreamMultiCallable:
+        register_method(self._tracing, method, _registered_method)
         return _StreamStream(
             self,
             method,

@@ -1,18 +1,25 @@
 """The tracing scenario (issue 10): what OpenTelemetry tracing costs a call, both twins.
 
-Four variants to one backend, measured in interleaved rounds like the latency scenario,
+Six variants to one backend, measured in interleaved rounds like the latency scenario,
 twin by twin on each twin's :class:`~resilientrpc.bench.drivers.Driver` (the asyncio
 twin against ``grpc.aio``, its calls on the driver's event loop):
 
 - ``plain``: a grpc channel (``grpc.aio`` for the asyncio twin), the reference;
 - ``no tracer``: a ``ResilientChannel`` without a tracer provider (goal: the latency
   scenario's, <= 1.15x plain for the sync twin, <= 1.2x for the asyncio one);
+- ``no-op provider``: a ``ResilientChannel`` given OpenTelemetry's
+  ``NoOpTracerProvider``: nothing would be recorded, so it must cost what ``no tracer``
+  does (goal: the same);
 - ``traced``: a ``ResilientChannel`` with an SDK ``TracerProvider`` sampling every call,
   a ``BatchSpanProcessor`` and the real OTLP/gRPC exporter sending to a local receiver -
   ``resilientrpc faults --listen 127.0.0.1:0`` in a child process, so receiving costs the
   measured process nothing - call and attempt spans (goal <= 1.45x plain); the receiver's
   report then says how many attempt spans arrived (one per traced call, as a check;
   each twin sends to a receiver of its own, so the count is the twin's);
+- ``sampled out``: the ``traced`` set-up with the sampler
+  ``ParentBased(TraceIdRatioBased(0.0))``: every call makes a non-recording call span and
+  propagates its (sampled-out) context, nothing is exported (info, no goal; the receiver's
+  count shows none of its spans arrived);
 - ``one span``: a plain channel, one hand-made OTel span around each call (a reference:
   what the least tracing costs).
 
@@ -31,6 +38,8 @@ import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+from opentelemetry.trace import NoOpTracerProvider
 
 from resilientrpc.bench.drivers import Driver, Opened, Variant, merge
 from resilientrpc.bench.fleet import BackendMode, Fleet
@@ -111,16 +120,22 @@ class _SpanPerCall:
 
 
 @contextlib.contextmanager
-def _provider(endpoint: str) -> Iterator[Any]:
-    """An SDK TracerProvider, every call sampled, batching to the OTLP exporter."""
+def _provider(endpoint: str, *, sampled: bool = True) -> Iterator[Any]:
+    """An SDK TracerProvider batching to the OTLP exporter; every call sampled, or (not
+    ``sampled``) none: the sampler a trace-id ratio of 0, parent-based."""
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # noqa: PLC0415
         OTLPSpanExporter,
     )
     from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415 - optional extra
     from opentelemetry.sdk.trace.export import BatchSpanProcessor  # noqa: PLC0415
-    from opentelemetry.sdk.trace.sampling import ALWAYS_ON  # noqa: PLC0415
+    from opentelemetry.sdk.trace.sampling import (  # noqa: PLC0415
+        ALWAYS_ON,
+        ParentBased,
+        TraceIdRatioBased,
+    )
 
-    provider = TracerProvider(sampler=ALWAYS_ON)
+    sampler = ALWAYS_ON if sampled else ParentBased(TraceIdRatioBased(0.0))
+    provider = TracerProvider(sampler=sampler)
     provider.add_span_processor(
         BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint, insecure=True))
     )
@@ -142,22 +157,29 @@ class _AioSpanPerCall(_SpanPerCall):
 
 @contextlib.contextmanager
 def _variants(
-    driver: Driver, address: str, provider: Any, warm_calls: int
+    driver: Driver, address: str, provider: Any, sampled_out: Any, warm_calls: int
 ) -> Iterator[list[Opened]]:
-    """The four variants open and warm on ``driver``'s twin; all closed afterwards.
+    """The six variants open and warm on ``driver``'s twin; all closed afterwards.
 
     ``one span`` shares the ``plain`` variant's channel, its stub wrapped in a span.
     """
     plain = Variant(label="plain", kind="plain", addresses=(address,))
     variants = [
         plain,
-        Variant(label="no tracer", kind="resilient", addresses=(address,), config=_ROUND_ROBIN),
-        Variant(
-            label="traced",
-            kind="resilient",
-            addresses=(address,),
-            config=_ROUND_ROBIN,
-            tracer_provider=provider,
+        *(
+            Variant(
+                label=label,
+                kind="resilient",
+                addresses=(address,),
+                config=_ROUND_ROBIN,
+                tracer_provider=tracer_provider,
+            )
+            for label, tracer_provider in (
+                ("no tracer", None),
+                ("no-op provider", NoOpTracerProvider()),
+                ("traced", provider),
+                ("sampled out", sampled_out),
+            )
         ),
     ]
     with opened_variants(driver, variants, warm_calls) as opened:
@@ -171,7 +193,7 @@ def _variants(
 
 
 def _twin_rows(driver: Driver, address: str, budget: NetworkBudget) -> list[Row]:
-    """One twin's rows: its four variants in interleaved rounds, spans to a receiver."""
+    """One twin's rows: its six variants in interleaved rounds, spans to a receiver."""
     rounds = max(1, budget.latency_rounds)
     batch = max(1, budget.latency_calls // rounds)
     seconds = budget.latency_seconds / rounds
@@ -179,7 +201,8 @@ def _twin_rows(driver: Driver, address: str, budget: NetworkBudget) -> list[Row]
     try:
         with (
             _provider(receiver.address) as provider,
-            _variants(driver, address, provider, budget.warm_calls) as opened,
+            _provider(receiver.address, sampled=False) as sampled_out,
+            _variants(driver, address, provider, sampled_out, budget.warm_calls) as opened,
         ):
             measure = functools.partial(driver.sequential, calls=batch, seconds=seconds)
             loads = interleaved(opened, rounds, measure)
@@ -191,7 +214,13 @@ def _twin_rows(driver: Driver, address: str, budget: NetworkBudget) -> list[Row]
     traced = sum(load.calls + load.errors for load in (warmed, pooled["traced"]))
     stats = {label: summarize(load.latencies) for label, load in pooled.items()}
     bare_goal = LATENCY_GOAL_AIO if driver.name == "aio" else LATENCY_GOAL_SYNC
-    goals = {"no tracer": bare_goal, "traced": TRACED_GOAL, "one span": None}
+    goals = {
+        "no tracer": bare_goal,
+        "no-op provider": bare_goal,
+        "traced": TRACED_GOAL,
+        "sampled out": None,
+        "one span": None,
+    }
     rows: list[Row] = []
     base = stats["plain"]
     for label, goal in goals.items():
