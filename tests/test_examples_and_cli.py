@@ -38,7 +38,7 @@ def test_echo_pool_example_runs() -> None:
     assert "ewma ms: the latency" in result.stdout  # the legend under the table
 
 
-@pytest.mark.parametrize("example", ["echo_pool.py", "per_method_retries.py"])
+@pytest.mark.parametrize("example", ["echo_pool.py", "per_method_retries.py", "fault_report.py"])
 def test_example_docstrings_use_the_venv_python(example: str) -> None:
     text = (ROOT / "examples" / example).read_text()
     commands = [line.split("#")[0] for line in text.splitlines() if f"examples/{example}" in line]
@@ -254,6 +254,7 @@ PUBLIC_MODULES = (
     "resilientrpc.strategies",
     "resilientrpc.targets",
     "resilientrpc.testing",
+    "resilientrpc.testing.fault_run",
     "interceptors",
     "interceptors.aio",
 )

@@ -7,66 +7,27 @@ traffic runs (its heartbeats stop, its attempts time out). The channel retries
 0.2 s + 0.2 s heartbeat. Its spans go through the SDK's batch processor and the real
 OTLP/gRPC exporter to ``resilientrpc faults``' receiver on 127.0.0.1, and the report of
 what arrived must name the failing backend, then the hung one, with the counts that the
-backends and an in-memory copy of the very same spans give independently.
+backends and an in-memory copy of the very same spans give independently. The run is
+:func:`resilientrpc.testing.fault_run.run_fault_scenario`, the one whose report
+``examples/fault_report.py`` prints and the README shows.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
 
 import grpc
-import pytest
-from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from resilientrpc import ResilientChannel
 from resilientrpc.faults_command import SpanReceiver
 from resilientrpc.faults_report import build_report, report_to_json
-from resilientrpc.testing import BackendProcess, Faults, echo_pb2, echo_pb2_grpc
+from resilientrpc.testing.fault_run import run_fault_scenario
 
 ECHO = "resilientrpc.echo.v1.Echo"
 CALLS = 300
 NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
-CONFIG: dict[str, Any] = {
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "healthCheckConfig": {"serviceName": "", "interval": "0.2s", "timeout": "0.2s"},
-    "methodConfig": [
-        {
-            "name": [{"service": ECHO}],
-            "timeout": "3s",
-            "retryPolicy": {
-                "maxAttempts": 3,
-                "initialBackoff": "0.01s",
-                "maxBackoff": "0.05s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-                "perAttemptRecvTimeout": "0.15s",
-            },
-        }
-    ],
-}
-
-
-@pytest.fixture
-def fleet() -> Iterator[dict[str, BackendProcess]]:
-    backends = {
-        "healthy": BackendProcess("healthy"),
-        "flaky": BackendProcess("flaky", faults=Faults(error_rate=0.3), seed=7),
-        "hung": BackendProcess("hung"),
-    }
-    try:
-        for backend in backends.values():
-            backend.start()
-        yield backends
-    finally:
-        for backend in backends.values():
-            if backend.returncode is None:
-                backend.resume()  # a stopped child would not stop
-            backend.stop()
 
 
 def _attempts(spans: tuple[ReadableSpan, ...]) -> list[ReadableSpan]:
@@ -82,33 +43,19 @@ def _code(span: ReadableSpan) -> int:
     return int(str((span.attributes or {})["rpc.grpc.status_code"]))
 
 
-def test_the_report_of_a_real_run_names_the_failing_then_the_hung_backend(
-    fleet: dict[str, BackendProcess],
-) -> None:
+def test_the_report_of_a_real_run_names_the_failing_then_the_hung_backend() -> None:
     receiver = SpanReceiver("127.0.0.1", 0)
     memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    provider.add_span_processor(
-        BatchSpanProcessor(OTLPSpanExporter(endpoint=receiver.address, insecure=True))
-    )
-    address = {name: backend.address for name, backend in fleet.items()}
     try:
-        channel = ResilientChannel(list(address.values()), config=CONFIG, tracer_provider=provider)
-        with channel:
-            grpc.channel_ready_future(channel).result(timeout=10)
-            stub = echo_pb2_grpc.EchoStub(channel)
-            flaky_before = fleet["flaky"].calls
-            fleet["hung"].pause()
-            replies = Counter(
-                stub.Echo(echo_pb2.EchoRequest(message=str(n))).backend for n in range(CALLS)
-            )
-            flaky_executions = fleet["flaky"].calls - flaky_before
-        assert sum(replies.values()) == CALLS  # every call succeeded: retries rescued them
-        assert provider.force_flush(timeout_millis=10_000)
+        run = run_fault_scenario(
+            receiver.address, CALLS, span_processors=[SimpleSpanProcessor(memory)]
+        )
     finally:
-        provider.shutdown()
         receiver.stop()
+    assert run.flushed
+    assert sum(run.replies.values()) == CALLS  # every call succeeded: retries rescued them
+    address = run.addresses
+    flaky_executions = run.flaky_executions
     received = receiver.spans()
     report = report_to_json(build_report(received))
     figures = {one["endpoint"]: one for one in report["endpoints"]}

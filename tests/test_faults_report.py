@@ -573,11 +573,6 @@ def test_live_receiver_reports_what_the_otlp_exporter_sends(
     check_scenario(report)
 
 
-def test_readme_shows_the_real_report_of_the_scenario() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert format_report(build_report(scenario())) in readme
-
-
 def test_public_names_of_the_faults_modules_import() -> None:
     for name in ("resilientrpc.faults_report", "resilientrpc.faults_command"):
         module = importlib.import_module(name)

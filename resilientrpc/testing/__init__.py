@@ -10,6 +10,8 @@ reconfigures it at run time, and ``grpc.health.v1.Health``, on ``127.0.0.1``:
 - either runs instrumented with ``otlp_endpoint="127.0.0.1:PORT"``: a server span per
   call, the child of the client's attempt, exported over OTLP/gRPC
   (:mod:`resilientrpc.testing.instrumented`);
+- :func:`~resilientrpc.testing.fault_run.run_fault_scenario` runs three of them, one
+  failing and one hung, behind a traced channel: the run the fault report is shown on;
 - :class:`DelayProxy` puts a slow network in front of any of them: each new connection
   held before it is forwarded, every chunk of bytes delayed;
 - :class:`Faults` / :class:`LoadReport` say what they do wrong: latency and jitter, an
