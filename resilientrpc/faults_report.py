@@ -21,7 +21,8 @@ spans the tracing code emits (docs: the span schema of issue 10):
 
 Suspects. An endpoint is a suspect on evidence that is statistically real, measured
 against the *best peer* (of the other endpoints, the one with the lowest failure rate; for
-latency, the one with the lowest p99):
+latency, the one with the lowest p99; of equals, the one with the most attempts, then the
+first address, so the order of the spans never matters):
 
 - its failed attempts, when they are *significant*: were the endpoint as good as its best
   peer, each of the failures the two had would fall on it with the chance of its share of
@@ -574,7 +575,12 @@ def _figures(
 ) -> EndpointFigures:
     latencies = sorted(tally.latencies_ms)
     failures = _failures(tally)
-    peers = [peer for name, peer in tallies.items() if name != endpoint and peer.latencies_ms]
+    # Of peers equally good, the best is the one with the most attempts (its rate is the
+    # surest), then the first address: the report does not depend on the spans' order.
+    peers = sorted(
+        (peer for name, peer in sorted(tallies.items()) if name != endpoint and peer.latencies_ms),
+        key=lambda peer: -len(peer.latencies_ms),
+    )
     best_rate = best_p99 = None
     excess_failures = excess_slow = 0.0
     failures_p = slow_p = 1.0
