@@ -54,6 +54,7 @@ from resilientrpc.aio._calls import (
     StreamUnaryCall,
     UnaryStreamCall,
     UnaryUnaryCall,
+    check_metadata,
     rpc_error,
     serialize_requests,
 )
@@ -165,6 +166,18 @@ def _collected(description: str, loop: asyncio.AbstractEventLoop, supervisor: Su
 
 class _AioMethodCall(MethodCall):
     """A multicallable of the asyncio channel: the hot path, else a task running the chain."""
+
+    def _details(
+        self,
+        timeout: float | None,
+        metadata: Metadata,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> Any:
+        if metadata:  # refused when the call is made: grpc.aio's refusal leaves it running
+            check_metadata(metadata)
+        return super()._details(timeout, metadata, credentials, wait_for_ready, compression)
 
     def _serialize(self, request: Any) -> Any:
         try:
