@@ -8,18 +8,26 @@ the review's report, not here.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
+import grpc.aio
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 import resilientrpc.aio
 from resilientrpc.errors import ConfigError
 from resilientrpc.faults_report import parse_spans
 from resilientrpc.testing import Backends, echo_pb2, echo_pb2_grpc
+from tests.test_examples_and_cli import run
 
 ECHO = "resilientrpc.echo.v1.Echo"
 RETRY = {
@@ -75,6 +83,16 @@ def test_a_file_of_extreme_json_is_one_config_error(text: str) -> None:
         parse_spans(text)
 
 
+def _aio_channel(
+    group: Backends, retried: bool, provider: TracerProvider
+) -> resilientrpc.aio.ResilientChannel:
+    """A traced asyncio channel to ``group``, Echo retried (:data:`RETRY`) if ``retried``."""
+    config = {"methodConfig": [{"name": [{"service": ECHO}], "retryPolicy": RETRY}]}
+    return resilientrpc.aio.ResilientChannel(
+        group.addresses, config=config if retried else None, tracer_provider=provider
+    )
+
+
 #: Request metadata grpc.aio cannot send, and what the sync twin's grpc raises for it.
 BAD_METADATA = {
     "int-value": ((("k", 1),), TypeError),
@@ -98,12 +116,9 @@ def test_aio_metadata_grpc_cannot_send_fails_the_call_and_leaks_nothing(
     metadata, raised = BAD_METADATA[bad]
     group = backends(1)
     tracing = TracerProvider()
-    config = {"methodConfig": [{"name": [{"service": ECHO}], "retryPolicy": RETRY}]}
 
     async def run() -> None:
-        async with resilientrpc.aio.ResilientChannel(
-            group.addresses, config=config if retried else None, tracer_provider=tracing
-        ) as channel:
+        async with _aio_channel(group, retried, tracing) as channel:
             await asyncio.wait_for(channel.channel_ready(), 5)
             stub = echo_pb2_grpc.EchoStub(channel)
             with pytest.raises(raised):
@@ -122,3 +137,55 @@ def test_aio_metadata_grpc_cannot_send_fails_the_call_and_leaks_nothing(
         asyncio.run(run())
     finally:
         tracing.shutdown()
+
+
+@pytest.mark.parametrize("where", ["missing-directory", "a-directory"])
+def test_the_fault_report_example_refuses_a_spans_path_it_cannot_write_before_running(
+    tmp_path: Path, where: str
+) -> None:
+    """Fixed: it ran every call against three child backends, then died with a
+    FileNotFoundError / IsADirectoryError traceback, the report lost."""
+    target = tmp_path / "missing" / "spans.jsonl" if where == "missing-directory" else tmp_path
+    started = time.monotonic()
+    result = run("examples/fault_report.py", "--calls", "1", "--spans", str(target))
+    assert result.returncode == 2, result.stderr
+    assert "--spans" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+    assert time.monotonic() - started < 30  # refused at once: no backend was started
+
+
+@pytest.mark.parametrize("retried", [False, True], ids=["plain", "retried"])
+@pytest.mark.parametrize("shape", ["unary", "server-stream"])
+def test_aio_a_call_whose_send_raises_ends_its_span_on_the_hot_path(
+    backends: Callable[..., Backends], shape: str, retried: bool
+) -> None:
+    """Call credentials on an insecure channel: grpc.aio refuses the send (UsageError).
+    Fixed: the hot path ended the attempt's span but not the call's - never exported,
+    no call duration recorded, and kept for ever among the channel's running calls (one
+    more per such call) - where the chain and the sync twin end it, ERROR."""
+    group = backends(1)
+    exporter = InMemorySpanExporter()
+    tracing = TracerProvider()
+    tracing.add_span_processor(SimpleSpanProcessor(exporter))
+    token = grpc.access_token_call_credentials("secret")
+    request = echo_pb2.EchoRequest(message="x", count=1)
+
+    async def run() -> None:
+        async with _aio_channel(group, retried, tracing) as channel:
+            await asyncio.wait_for(channel.channel_ready(), 5)
+            stub = echo_pb2_grpc.EchoStub(channel)
+            with pytest.raises(grpc.aio.UsageError):
+                if shape == "unary":
+                    await stub.Echo(request, timeout=5, credentials=token)
+                else:
+                    await stub.ServerStream(request, timeout=5, credentials=token).read()
+            assert channel._tracing is not None and not channel._tracing._running
+
+    try:
+        asyncio.run(run())
+        name = f"{ECHO}/Echo" if shape == "unary" else f"{ECHO}/ServerStream"
+        (call,) = [span for span in exporter.get_finished_spans() if span.name == name]
+        assert call.status.status_code is StatusCode.ERROR
+    finally:
+        tracing.shutdown()
+        gc.collect()  # the caught error's frames hold grpc.aio objects (and its poller)

@@ -243,10 +243,12 @@ class _AioMethodCall(MethodCall):
             call = direct.send_now(
                 details, request, self._start, None if trace is None else details.attempt
             )
-        except grpc.aio.AioRpcError as error:  # CANCELLED: the endpoint is closing
+        except BaseException as error:  # the send refused: the call span ends with it
             if trace is not None:
                 end_raised(trace, error)
-            return None, _failed(error), None
+            if isinstance(error, grpc.aio.AioRpcError):  # CANCELLED: the endpoint is closing
+                return None, _failed(error), None
+            raise
         if call is not None:
             return (call if trace is None else started(trace, call)), None, None
         timeout = details.timeout
@@ -338,7 +340,12 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
             payload = self._serialize(request)
             if self._tracer is not None:
                 trace, traced = self._tracer.begin(details)
-                retried = self._first_attempt(direct, retrier, traced, payload, trace)
+                try:
+                    retried = self._first_attempt(direct, retrier, traced, payload, trace)
+                except BaseException as error:  # the send refused: the call span ends with it
+                    if trace is not None:
+                        end_raised(trace, error)
+                    raise
                 if retried is not None:
                     return retried
                 chained, deadline = self._by_chain(self._untraced(traced, payload), traced, trace)
