@@ -86,6 +86,9 @@ def main() -> int:
     )
     parser.add_argument("--spans", type=Path, metavar="PATH", help="write the spans as OTLP JSON")
     args = parser.parse_args()
+    spans = args.spans
+    if spans is not None and (spans.is_dir() or not spans.parent.is_dir()):
+        parser.error(f"argument --spans: cannot write {str(spans)!r} (a directory, or in none)")
     signal.signal(signal.SIGTERM, _interrupt)
     receiver = RecordingReceiver()
     try:
@@ -95,12 +98,16 @@ def main() -> int:
         return 130
     finally:
         receiver.stop()
-    if args.spans is not None:
-        lines = (json.dumps(_hex_ids(document)) + "\n" for document in receiver.documents)
-        args.spans.write_text("".join(lines))
     print(_summary(run))
     print()
     print(format_report(build_report(receiver.spans())))
+    if spans is not None:
+        lines = (json.dumps(_hex_ids(document)) + "\n" for document in receiver.documents)
+        try:
+            spans.write_text("".join(lines))
+        except OSError as error:  # the report is printed already
+            print(f"--spans: not written: {error}", file=sys.stderr)
+            return 1
     return 0
 
 

@@ -236,8 +236,11 @@ def parse_spans(text: str | bytes) -> list[Span]:
         return _parse_spans(_decode(text) if isinstance(text, bytes) else text)
     except ConfigError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+        # OverflowError: a time of Infinity (Python's json reads it) that int() refuses.
         raise ConfigError("file", f"not OTLP or Jaeger JSON ({error!r})") from None
+    except RecursionError:  # JSON nested deeper than the interpreter can read or write
+        raise ConfigError("file", "not OTLP or Jaeger JSON (nested too deeply)") from None
 
 
 def _decode(data: bytes) -> str:

@@ -9,7 +9,8 @@ over at once, as grpc.aio's are), and awaiting the call or reading from it propa
 caller's cancellation into it. Callers' done callbacks are guarded, as grpc guards them.
 
 Also here: :func:`rpc_error`, the ``grpc.aio.AioRpcError`` of a call that failed on the
-client, and the serializing / deserializing helpers the channel's calls share.
+client, :func:`check_metadata`, and the serializing / deserializing helpers the channel's
+calls share.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable
 from typing import Any
@@ -38,6 +40,7 @@ __all__ = [
     "StreamUnaryCall",
     "UnaryStreamCall",
     "UnaryUnaryCall",
+    "check_metadata",
     "deserialize",
     "rpc_error",
     "serialize_requests",
@@ -57,6 +60,34 @@ def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
         trailing_metadata=grpc.aio.Metadata(),
         details=details,
     )
+
+
+#: A metadata key gRPC sends (lowercase letters, digits, ``-``, ``_``, ``.``).
+_LEGAL_KEY = re.compile(r"[0-9a-z_.-]+")
+
+
+def check_metadata(metadata: Any) -> None:
+    """Raise now what request ``metadata`` that gRPC cannot send would raise later.
+
+    grpc.aio raises only when the call is awaited, and that call then never ends (its
+    done callbacks never run: no outstanding count or span is settled, and a retry step
+    waiting for it waits for ever). The sync twin's grpc raises at once: TypeError or
+    ValueError for what is no sequence of ``(str, str | bytes)`` pairs (a ``-bin`` key
+    takes bytes), INTERNAL "Invalid metadata" for a key or a text value gRPC refuses.
+    """
+    for key, value in metadata:
+        if not isinstance(key, str | bytes) or not isinstance(value, str | bytes):
+            raise TypeError(f"metadata: expected (str, str | bytes), got ({key!r}, {value!r})")
+        name = key.decode("latin-1") if isinstance(key, bytes) else key
+        if name.endswith("-bin"):
+            if not isinstance(value, bytes):
+                raise TypeError(f"metadata: binary key {key!r} expects bytes, got {value!r}")
+            legal = True
+        else:
+            text = value.decode("latin-1") if isinstance(value, bytes) else value
+            legal = text.isascii() and text.isprintable()
+        if not legal or not _LEGAL_KEY.fullmatch(name):
+            raise rpc_error(grpc.StatusCode.INTERNAL, "Invalid metadata")
 
 
 def deserialize(deserializer: Deserializer, payload: Any) -> Any:

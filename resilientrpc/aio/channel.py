@@ -54,6 +54,7 @@ from resilientrpc.aio._calls import (
     StreamUnaryCall,
     UnaryStreamCall,
     UnaryUnaryCall,
+    check_metadata,
     rpc_error,
     serialize_requests,
 )
@@ -166,6 +167,18 @@ def _collected(description: str, loop: asyncio.AbstractEventLoop, supervisor: Su
 class _AioMethodCall(MethodCall):
     """A multicallable of the asyncio channel: the hot path, else a task running the chain."""
 
+    def _details(
+        self,
+        timeout: float | None,
+        metadata: Metadata,
+        credentials: grpc.CallCredentials | None,
+        wait_for_ready: bool | None,
+        compression: grpc.Compression | None,
+    ) -> Any:
+        if metadata:  # refused when the call is made: grpc.aio's refusal leaves it running
+            check_metadata(metadata)
+        return super()._details(timeout, metadata, credentials, wait_for_ready, compression)
+
     def _serialize(self, request: Any) -> Any:
         try:
             return super()._serialize(request)
@@ -230,10 +243,12 @@ class _AioMethodCall(MethodCall):
             call = direct.send_now(
                 details, request, self._start, None if trace is None else details.attempt
             )
-        except grpc.aio.AioRpcError as error:  # CANCELLED: the endpoint is closing
+        except BaseException as error:  # the send refused: the call span ends with it
             if trace is not None:
                 end_raised(trace, error)
-            return None, _failed(error), None
+            if isinstance(error, grpc.aio.AioRpcError):  # CANCELLED: the endpoint is closing
+                return None, _failed(error), None
+            raise
         if call is not None:
             return (call if trace is None else started(trace, call)), None, None
         timeout = details.timeout
@@ -325,7 +340,12 @@ class _UnaryUnary(_AioMethodCall, grpc.aio.UnaryUnaryMultiCallable):
             payload = self._serialize(request)
             if self._tracer is not None:
                 trace, traced = self._tracer.begin(details)
-                retried = self._first_attempt(direct, retrier, traced, payload, trace)
+                try:
+                    retried = self._first_attempt(direct, retrier, traced, payload, trace)
+                except BaseException as error:  # the send refused: the call span ends with it
+                    if trace is not None:
+                        end_raised(trace, error)
+                    raise
                 if retried is not None:
                     return retried
                 chained, deadline = self._by_chain(self._untraced(traced, payload), traced, trace)
