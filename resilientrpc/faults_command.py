@@ -46,7 +46,13 @@ def loopback_address(text: str) -> tuple[str, int]:
     """``host:port`` (``[::1]:port`` for IPv6) with a loopback host, or :class:`ConfigError`."""
     host, sep, port_text = text.rpartition(":")
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+    # isascii: str.isdigit() and int() also take other scripts' digits (full-width ones).
+    if (
+        not sep
+        or not host
+        or not (port_text.isascii() and port_text.isdigit())
+        or int(port_text) > 65535
+    ):
         raise ConfigError("--listen", f"expected HOST:PORT, got {text!r}")
     try:
         loopback = host in _LOOPBACK_NAMES or ipaddress.ip_address(host).is_loopback

@@ -506,6 +506,8 @@ def test_loopback_addresses() -> None:
     with pytest.raises(ConfigError) as error:
         loopback_address("192.168.1.1:4317")
     assert error.value.path == "--listen"
+    with pytest.raises(ConfigError):  # full-width digits, which int() would take
+        loopback_address("127.0.0.1:\uff14\uff13\uff11\uff17")
 
 
 LISTEN_ARGS = ("--listen", "127.0.0.1:0", "--seconds", "3", "--json")

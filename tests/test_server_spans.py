@@ -260,7 +260,16 @@ def test_an_in_process_backend_is_instrumented_too(world: World) -> None:
 
 
 @pytest.mark.parametrize(
-    "endpoint", ["192.168.1.1:4317", "example.com:4317", "127.0.0.1", "127.0.0.1:99999", 4317]
+    "endpoint",
+    [
+        "192.168.1.1:4317",
+        "example.com:4317",
+        "127.0.0.1",
+        "127.0.0.1:99999",
+        4317,
+        "127.0.0.1:0",  # nothing can be sent to port 0
+        "127.0.0.1:\uff14\uff13\uff11\uff17",  # full-width digits: int() takes them
+    ],
 )
 def test_a_bad_otlp_endpoint_is_one_config_error_and_nothing_starts(endpoint: Any) -> None:
     for make in (Backend, BackendProcess):

@@ -60,9 +60,11 @@ def otlp_endpoint_value(value: object, field: str = "otlp_endpoint") -> str:
     if not isinstance(value, str):
         raise ConfigError(field, f"expected a loopback HOST:PORT string, got {value!r}")
     try:
-        loopback_address(value)
+        _, port = loopback_address(value)
     except ConfigError as error:
         raise ConfigError(field, error.message) from None
+    if port == 0:  # a receiver listens on a chosen port; an exporter cannot send to port 0
+        raise ConfigError(field, f"expected a port in [1, 65535], got {value!r}")
     return value
 
 
