@@ -118,6 +118,20 @@ def fault_fleet() -> Iterator[dict[str, BackendProcess]]:
             backend.stop()  # SIGTERM, then SIGCONT if it was paused; reaped either way
 
 
+def _wait_until_all_available(channel: ResilientChannel) -> None:
+    """Wait (at most ``_READY_TIMEOUT``) until every endpoint takes calls.
+
+    The channel is ready as soon as one endpoint is; a backend frozen before its
+    connection was up would never be tried, and so never found hung.
+    """
+    deadline = time.monotonic() + _READY_TIMEOUT
+    while not all(endpoint.available for endpoint in channel.endpoints()):
+        if time.monotonic() >= deadline:
+            states = {e.address: e.state for e in channel.endpoints()}
+            raise RuntimeError(f"the backends did not all become available: {states}")
+        time.sleep(0.01)
+
+
 def run_fault_scenario(
     otlp_endpoint: str,
     calls: int = DEFAULT_CALLS,
@@ -159,7 +173,7 @@ def run_fault_scenario(
             with ResilientChannel(
                 list(addresses.values()), config=FAULT_RUN_CONFIG, tracer_provider=provider
             ) as channel:
-                grpc.channel_ready_future(channel).result(timeout=_READY_TIMEOUT)
+                _wait_until_all_available(channel)
                 stub = echo_pb2_grpc.EchoStub(channel)
                 flaky_before = fleet["flaky"].calls
                 fleet["hung"].pause()
