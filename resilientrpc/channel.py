@@ -188,7 +188,7 @@ class _UnaryUnary(MethodCall, grpc.UnaryUnaryMultiCallable):
         try:
             retrier = self._retrier
             if retrier is None:
-                response = direct.call_now(traced, payload, AttemptRecord(trace=call))
+                response = direct.call_now(traced, payload, traced.attempt)
             else:
                 response = self._first_attempt(direct, retrier, traced, payload, call)
             if response is NOT_NOW:

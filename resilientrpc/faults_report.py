@@ -262,7 +262,7 @@ def _documents(text: str) -> Iterator[tuple[int, Any]]:
     decoder = json.JSONDecoder()
     position, line, counted = 0, 1, 0
     while True:
-        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]
+        position = _WHITESPACE.match(text, position).end()  # type: ignore[union-attr]  # [ ...]* always matches
         if position == len(text):
             return
         line += text.count("\n", counted, position)

@@ -122,7 +122,7 @@ def test_a_call_that_fails_over_is_two_attempts_and_one_retry(
     group[0].configure(error_rate=1.0)
     handle = opened(open_channel, group.addresses, metrics, config(FAIL_OVER))
     seen: list[RetryEvent] = []
-    getattr(handle, "channel").add_retry_listener(seen.append)  # noqa: B009 - both have it
+    handle.channel.add_retry_listener(seen.append)
     assert handle.echo("hi").backend == group[1].name
     target = ",".join(group.addresses)
     (started,) = metrics.wait("grpc.client.attempt.started", lambda p: total(p) == 2)
@@ -267,7 +267,7 @@ GENERIC = "/x.Y/Z"
 def generic_call(handle: ChannelHandle, method: str) -> grpc.StatusCode:
     """Call ``method`` as a generic client does - ``channel.unary_unary(method)``, without
     ``_registered_method`` - on either twin; the call's status code."""
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     request = echo_pb2.EchoRequest(message="x")
     kwargs = {
         "request_serializer": echo_pb2.EchoRequest.SerializeToString,
@@ -331,7 +331,7 @@ def test_metrics_alone_add_the_step_and_record_no_spans(
     group = backends(1)
     handle = opened(open_channel, group.addresses, metrics, config())
     handle.echo("x")
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     assert channel._tracing is not None
     metrics.wait("grpc.client.call.duration", lambda p: total(p) == 1)
 
@@ -344,7 +344,7 @@ def test_tracing_without_a_meter_provider_records_no_metrics(
     handle = open_channel(group.addresses, tracer_provider=tracer_provider)
     handle.wait_ready(5)
     handle.echo("x")
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     assert channel._tracing._metrics is None
     tracer_provider.shutdown()
 

@@ -53,7 +53,7 @@ def _available(handle: ChannelHandle) -> set[str]:
 
 
 def _balancer(handle: ChannelHandle) -> Balancer:
-    balancer: Balancer = handle.channel._balancer  # type: ignore[attr-defined]  # both twins
+    balancer: Balancer = handle.channel._balancer
     return balancer
 
 

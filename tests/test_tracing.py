@@ -206,7 +206,7 @@ def test_server_streams_end_their_spans_exhausted_or_cancelled(
 
 def _unary(handle: ChannelHandle) -> bytes:
     """One raw unary call to a ScriptedServer through the twin's channel."""
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     method = channel.unary_unary(UNARY)
     if not hasattr(handle, "run"):
         reply: bytes = method(b"x", timeout=5)
@@ -331,7 +331,7 @@ def test_without_a_tracer_provider_there_is_no_tracing_step(
 ) -> None:
     group = backends(1)
     handle = open_channel(group.addresses)
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     assert channel._tracing is None
     assert channel._direct is not None  # the hot path stays
 
@@ -392,7 +392,7 @@ def test_a_no_op_tracer_provider_adds_no_tracing_step(
     handle = open_channel(group.addresses, tracer_provider=NoOpTracerProvider())
     handle.wait_ready(5)
     assert handle.echo("hi").message == "hi"
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     assert channel._tracing is None
     assert channel._direct is not None
 
@@ -498,7 +498,7 @@ def test_an_endpoint_event_during_a_call_is_an_event_on_its_span(
     (health,) = [e for e in call.events if e.name == "endpoint.health"]
     assert (health.attributes or {})["server.address"] == group[0].address
     assert "NOT_SERVING" in str((health.attributes or {})["resilientrpc.reason"])
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     assert not channel._tracing._running  # an ended call is no longer running
     own = tracing.spans("endpoint.health")  # SERVING at the start: no call was running
     assert not [s for s in own if "NOT_SERVING" in str((s.attributes or {}).values())]

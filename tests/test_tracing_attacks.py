@@ -84,7 +84,7 @@ def global_propagator() -> Iterator[Callable[[TextMapPropagator], None]]:
 
 def _unary(handle: ChannelHandle, metadata: Any = None) -> bytes:
     """One raw unary call through the twin's channel."""
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     method = channel.unary_unary(METHOD)
     if not hasattr(handle, "run"):
         reply: bytes = method(b"x", timeout=5, metadata=metadata)
@@ -205,7 +205,7 @@ def test_closing_a_channel_ends_the_spans_of_the_streams_it_runs(
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     group = backends(1)
     handle = open_channel(group.addresses, tracer_provider=provider)
-    stub: Any = getattr(handle, "stub")  # noqa: B009 - both handles have it
+    stub: Any = handle.stub
     request = echo_pb2.EchoRequest(message="s", count=100_000)
     if hasattr(handle, "run"):
 
@@ -223,7 +223,7 @@ def test_closing_a_channel_ends_the_spans_of_the_streams_it_runs(
     (attempt,) = _finished(exporter, f"Attempt.{STREAM}", 1)
     for span in (call, attempt):
         assert (span.attributes or {})["rpc.grpc.status_code"] == CANCELLED_CODE
-    channel: Any = getattr(handle, "channel")  # noqa: B009 - both handles have it
+    channel: Any = handle.channel
     assert not channel._tracing._running
     del stream
     provider.shutdown()

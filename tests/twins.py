@@ -22,6 +22,10 @@ Metadata = Sequence[tuple[str, str | bytes]] | None
 class ChannelHandle(Protocol):
     """A channel under test, driven with blocking calls."""
 
+    #: The channel itself (a sync or an asyncio ResilientChannel) and an Echo stub on it.
+    channel: Any
+    stub: Any
+
     def echo(
         self,
         message: str = "hi",
